@@ -383,13 +383,12 @@ def only(events: list[dict[str, Any]], client: NodeClient) -> dict[str, Any]:
 
 
 async def test_node_and_python_coedit_converge(hub, run_node, py_clients) -> None:
-    write_notebook(hub.root, "coedit.ipynb", [("cell-a", "a = 1\n"), ("cell-b", "b = 2\n")])
+    # Non-ASCII and non-BMP text: Yjs counts UTF-16 code units, yrs must agree on the wire.
+    initial = [("cell-a", "a = 'ä😀'\n"), ("cell-b", "b = '🐍ß'\n")]
+    write_notebook(hub.root, "coedit.ipynb", initial)
     session = await open_session(hub, "coedit.ipynb")
     py = await py_clients(hub, session, "py")
-    assert cell_view(py.nb.get()["cells"]) == [
-        ("cell-a", "code", "a = 1\n"),
-        ("cell-b", "code", "b = 2\n"),
-    ]
+    assert cell_view(py.nb.get()["cells"]) == [(cid, "code", src) for cid, src in initial]
 
     node = await run_node(
         node_cfg(
@@ -398,7 +397,7 @@ async def test_node_and_python_coedit_converge(hub, run_node, py_clients) -> Non
             [
                 {"op": "setAwareness", "user": {"name": "node"}},
                 {"op": "waitForAwarenessFrom", "name": "py", "timeoutMs": STEP_TIMEOUT_MS},
-                {"op": "appendText", "cellIndex": 0, "text": "# from node\n"},
+                {"op": "appendText", "cellIndex": 0, "text": "# from node: héllo 😀\n"},
                 {
                     "op": "waitForText",
                     "cellIndex": 1,
@@ -419,7 +418,7 @@ async def test_node_and_python_coedit_converge(hub, run_node, py_clients) -> Non
     # Like an active user, announce ourselves again once the newcomer is seen: a room need
     # not replay existing awareness states to a new client (pycrdt's YRoom does not).
     await py.send_awareness()
-    await py.edit(append_source(1, "# from py\n"))
+    await py.edit(append_source(1, "# from py: ünïcode 🐍\n"))
     await py.wait_for(
         "node's text in cell 0", lambda: "# from node" in str(py.nb.ycells[0]["source"])
     )
@@ -428,8 +427,8 @@ async def test_node_and_python_coedit_converge(hub, run_node, py_clients) -> Non
     assert rc == 0, node.describe()
     node_nb = only(node.named("dump"), node)["notebook"]
     expected = [
-        ("cell-a", "code", "a = 1\n# from node\n"),
-        ("cell-b", "code", "b = 2\n# from py\n"),
+        ("cell-a", "code", "a = 'ä😀'\n# from node: héllo 😀\n"),
+        ("cell-b", "code", "b = '🐍ß'\n# from py: ünïcode 🐍\n"),
     ]
     assert cell_view(node_nb["cells"]) == expected, node.describe()
     assert cell_view(py.nb.get()["cells"]) == expected
@@ -477,17 +476,21 @@ async def test_late_joining_node_gets_full_state(hub, run_node, py_clients) -> N
     assert dump["cells"][1]["metadata"] == {"tags": ["py"]}, node.describe()
     assert dump["nbformat"] == 4 and dump["nbformat_minor"] == 5, node.describe()
     assert dump["metadata"]["kernelspec"]["name"] == "python3", node.describe()
+    # One room is seen under different paths by different users: the hub leaves
+    # state.path alone (JupyterLab would treat a change of it as a rename).
+    state = only(node.named("dump"), node)["state"]
+    assert "path" not in state, node.describe()
 
 
 async def test_node_save_writes_valid_notebook(hub, run_node) -> None:
-    path = write_notebook(hub.root, "save.ipynb", [("cell-a", "print('hi')\n"), ("cell-b", "")])
+    path = write_notebook(hub.root, "save.ipynb", [("cell-a", "print('hi ✓')\n"), ("cell-b", "")])
     session = await open_session(hub, "save.ipynb")
     node = await run_node(
         node_cfg(
             hub,
             session,
             [
-                {"op": "appendText", "cellIndex": 0, "text": "# saved by node\n"},
+                {"op": "appendText", "cellIndex": 0, "text": "# saved by node 😀\n"},
                 {
                     "op": "insertCell",
                     "index": 2,
@@ -496,6 +499,13 @@ async def test_node_save_writes_valid_notebook(hub, run_node) -> None:
                     "source": "node *markdown*",
                 },
                 {"op": "save", "id": 7, "timeoutMs": STEP_TIMEOUT_MS},
+                # JupyterLab's dirty indicator follows the shared state map.
+                {
+                    "op": "waitForState",
+                    "key": "dirty",
+                    "value": False,
+                    "timeoutMs": STEP_TIMEOUT_MS,
+                },
                 {"op": "dump"},
                 {"op": "close"},
             ],
@@ -513,12 +523,15 @@ async def test_node_save_writes_valid_notebook(hub, run_node) -> None:
     nbformat.validate(on_disk)
     assert (on_disk.nbformat, on_disk.nbformat_minor) == (4, 5)
     expected = [
-        ("cell-a", "code", "print('hi')\n# saved by node\n"),
+        ("cell-a", "code", "print('hi ✓')\n# saved by node 😀\n"),
         ("cell-b", "code", ""),
         ("node-md", "markdown", "node *markdown*"),
     ]
     assert cell_view(on_disk.cells) == expected
-    assert cell_view(only(node.named("dump"), node)["notebook"]["cells"]) == expected
+    dump = only(node.named("dump"), node)
+    assert cell_view(dump["notebook"]["cells"]) == expected
+    assert dump["state"]["dirty"] is False, node.describe()
+    assert isinstance(dump["state"].get("hash"), str) and dump["state"]["hash"], node.describe()
     assert on_disk.metadata["kernelspec"]["name"] == "python3"
     # Runtime-only fields never reach the file.
     for cell in on_disk.cells:
@@ -545,3 +558,29 @@ async def test_node_wrong_session_gets_1003_unknown_session(hub, run_node) -> No
     assert not node.named("synced"), node.describe()
     assert not node.named("dump"), node.describe()
     assert path.read_bytes() == before
+
+
+async def test_node_autosave_follows_awareness(hub, run_node) -> None:
+    # JupyterLab's default: the client announces {"autosave": true} in its awareness state
+    # and never sends "save"; the hub snapshots on its own and clears state.dirty.
+    path = write_notebook(hub.root, "auto.ipynb", [("cell-a", "auto = 1\n")])
+    session = await open_session(hub, "auto.ipynb")
+    node = await run_node(
+        node_cfg(
+            hub,
+            session,
+            [
+                {"op": "appendText", "cellIndex": 0, "text": "# autosaved\n"},
+                {"op": "waitForState", "key": "dirty", "value": False, "timeoutMs": 15_000},
+                {"op": "close"},
+            ],
+            autosave=True,
+        )
+    )
+    rc = await node.wait_exit()
+    assert rc == 0, node.describe()
+    assert not node.named("saveReply"), node.describe()
+    assert only(node.named("state"), node)["state"].get("hash"), node.describe()
+    on_disk = nbformat.read(path, as_version=nbformat.NO_CONVERT)
+    nbformat.validate(on_disk)
+    assert cell_view(on_disk.cells) == [("cell-a", "code", "auto = 1\n# autosaved\n")]

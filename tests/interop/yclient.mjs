@@ -26,6 +26,7 @@
 //   {"op":"waitForCells","count":2,"timeoutMs":10000}
 //   {"op":"setAwareness","user":{"name":"node"},"fields":{...}}
 //   {"op":"waitForAwarenessFrom","name":"py","timeoutMs":10000}
+//   {"op":"waitForState","key":"dirty","value":false,"timeoutMs":10000}
 //   {"op":"dump"}                      -> {"event":"dump","notebook":<ynb.toJSON()>}
 //   {"op":"save","id":1,"timeoutMs":10000} -> {"event":"saveReply", ...server JSON}
 //   {"op":"close","timeoutMs":5000}    -> {"event":"disconnected",...}, then exit 0
@@ -276,6 +277,18 @@ const main = async () => {
             ctx
           )
           emit('awareness', { name: step.name, clientId: found.clientId, state: found.state })
+          break
+        }
+        case 'waitForState': {
+          // e.g. {"op":"waitForState","key":"dirty","value":false}
+          const ystate = ydoc.getMap('state')
+          await waitFor(
+            `state.${step.key} == ${JSON.stringify(step.value)}`,
+            timeoutMs,
+            () => JSON.stringify(ystate.get(step.key)) === JSON.stringify(step.value),
+            ctx
+          )
+          emit('state', { state: ystate.toJSON() })
           break
         }
         case 'dump': {
