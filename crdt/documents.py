@@ -1,0 +1,179 @@
+"""Document kinds: how a file's bytes become a Y document and back.
+
+One ``DocumentKind`` per ``format:type`` pair JupyterLab asks for. The schema is jupyter_ydoc's
+(``YNotebook`` / ``YUnicode``), so unmodified JupyterLab clients read and write it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import nbformat
+from jupyter_ydoc import YNotebook, YUnicode
+from jupyter_ydoc.ybasedoc import YBaseDoc
+from pycrdt import Doc
+
+from crdt.errors import ExportError, LoadError
+
+# Deterministic loads use a fixed client id so that two rebuilds of the same bytes produce
+# identical Y items (and a client holding one rebuild merges cleanly into the other).
+DETERMINISTIC_CLIENT_ID = 0
+
+
+class DocumentKind(Protocol):
+    @property
+    def format(self) -> str: ...
+
+    @property
+    def type(self) -> str: ...
+
+    def bind(self, doc: Doc[Any]) -> YBaseDoc:
+        """The jupyter_ydoc view over a Y doc of this kind."""
+        ...
+
+    def load(self, data: bytes) -> bytes:
+        """Deterministically turn file bytes into a Y update (raises ``LoadError``)."""
+        ...
+
+    def export(self, ydoc: YBaseDoc) -> bytes:
+        """The file bytes of the live document (raises ``ExportError``)."""
+        ...
+
+
+def content_hash(data: bytes) -> str:
+    """The hash clients see in ``state.hash`` (same as Jupyter's contents manager: sha256)."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def _deterministic_update(kind: DocumentKind, content: Any) -> bytes:
+    doc: Doc[Any] = Doc(client_id=DETERMINISTIC_CLIENT_ID)
+    view = kind.bind(doc)
+    view.set(content)
+    return doc.get_update()
+
+
+@dataclass(frozen=True)
+class NotebookKind:
+    format: str = "json"
+    type: str = "notebook"
+
+    def bind(self, doc: Doc[Any]) -> YBaseDoc:
+        return YNotebook(doc)
+
+    def load(self, data: bytes) -> bytes:
+        return _deterministic_update(self, parse_notebook(data))
+
+    def export(self, ydoc: YBaseDoc) -> bytes:
+        # YNotebook.get() repairs duplicated cell ids in the live doc (drops exact duplicates,
+        # renames the others); the repair is an ordinary Y change every client receives.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            nb = ydoc.get()
+        return serialize_notebook(nb)
+
+
+@dataclass(frozen=True)
+class TextKind:
+    format: str = "text"
+    type: str = "file"
+
+    def bind(self, doc: Doc[Any]) -> YBaseDoc:
+        return YUnicode(doc)
+
+    def load(self, data: bytes) -> bytes:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise LoadError(f"not UTF-8 text: {exc}") from exc
+        return _deterministic_update(self, text)
+
+    def export(self, ydoc: YBaseDoc) -> bytes:
+        text = ydoc.get()
+        assert isinstance(text, str)
+        return text.encode("utf-8")
+
+
+KINDS: dict[tuple[str, str], DocumentKind] = {
+    ("json", "notebook"): NotebookKind(),
+    ("text", "file"): TextKind(),
+}
+
+
+def kind_for(fmt: str, typ: str) -> DocumentKind | None:
+    return KINDS.get((fmt, typ))
+
+
+def _stable_cell_id(index: int, cell: dict[str, Any]) -> str:
+    src = cell.get("source", "")
+    text = "".join(src) if isinstance(src, list) else str(src)
+    digest = hashlib.sha256(f"{index}\0{cell.get('cell_type')}\0{text}".encode()).hexdigest()
+    return digest[:12]
+
+
+def parse_notebook(data: bytes) -> dict[str, Any]:
+    """Parse .ipynb bytes into a v4 notebook dict with deterministic, unique cell ids.
+
+    Old notebooks (nbformat < 4.5) get ids derived from position and content rather than uuid4,
+    so that the load stays deterministic; ids are stripped again on export for < 4.5.
+    """
+    try:
+        raw = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise LoadError(f"not JSON: {exc}") from exc
+    if not isinstance(raw, dict) or ("cells" not in raw and raw.get("nbformat", 0) >= 4):
+        raise LoadError("not a notebook: no cells")
+    try:
+        # v3 and older: let nbformat upgrade it
+        upgrade = raw.get("nbformat") != 4
+        nb = nbformat.reads(json.dumps(raw), as_version=4) if upgrade else raw  # type: ignore[no-untyped-call]
+    except Exception as exc:  # nbformat raises a zoo of exception types
+        raise LoadError(f"not a notebook: {exc}") from exc
+    cells = nb.get("cells")
+    if not isinstance(cells, list):
+        raise LoadError("not a notebook: cells is not a list")
+    seen: set[str] = set()
+    for index, cell in enumerate(cells):
+        if not isinstance(cell, dict) or "cell_type" not in cell:
+            raise LoadError(f"not a notebook: cell {index} is malformed")
+        cell_id = cell.get("id")
+        if not isinstance(cell_id, str) or not cell_id or cell_id in seen:
+            cell_id = _stable_cell_id(index, cell)
+            while cell_id in seen:
+                cell_id = hashlib.sha256(cell_id.encode()).hexdigest()[:12]
+            cell["id"] = cell_id
+        seen.add(cell_id)
+        if isinstance(cell.get("source"), list):
+            cell["source"] = "".join(cell["source"])
+    if not cells:
+        # YNotebook.set would insert a default cell with a random id: make it deterministic.
+        cells.append(
+            {
+                "cell_type": "code",
+                "execution_count": None,
+                "metadata": {"trusted": True},
+                "outputs": [],
+                "source": "",
+                "id": "initial-cell",
+            }
+        )
+    return dict(nb)
+
+
+def serialize_notebook(nb: dict[str, Any]) -> bytes:
+    """Validate and serialise like Jupyter's contents manager does (indent 1, sorted keys)."""
+    try:
+        node = nbformat.from_dict(nb)  # type: ignore[no-untyped-call]
+        # Adds missing ids (>= 4.5) and renames duplicates before validating.
+        _, normalized = nbformat.validator.normalize(node)
+        node = nbformat.from_dict(normalized)  # type: ignore[no-untyped-call]
+        nbformat.validate(node)
+    except Exception as exc:  # ValidationError, SchemaError, KeyError ... all mean "invalid"
+        raise ExportError(f"notebook does not validate: {exc}") from exc
+    text: str = nbformat.writes(node)  # type: ignore[no-untyped-call]
+    if not text.endswith("\n"):
+        text += "\n"
+    return text.encode("utf-8")
