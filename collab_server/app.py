@@ -1,0 +1,154 @@
+"""The ASGI app, built by a factory from a ``Settings`` object (no global state)."""
+
+from __future__ import annotations
+
+import getpass
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from pydantic import BaseModel
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from collab_server import logs
+from collab_server.auth import Authenticator, StaticTokenAuthenticator, StorageAuthenticator
+from collab_server.hub import Hub, HubError
+from collab_server.logs import get_logger, kv
+from collab_server.metrics import HubMetrics
+from collab_server.settings import Settings
+from collab_server.update_log import SQLiteUpdateLog
+from storage_bridge.base import Storage
+from storage_bridge.types import User
+
+log = get_logger("app")
+
+
+class SessionRequest(BaseModel):
+    format: str
+    type: str
+
+
+def _token_from(headers: dict[str, str], query: dict[str, str]) -> str | None:
+    auth = headers.get("authorization", "")
+    scheme, _, value = auth.partition(" ")
+    if scheme.lower() in ("bearer", "token") and value:
+        return value.strip()
+    return headers.get("x-access-token") or query.get("token") or None
+
+
+class StarletteSocket:
+    """Adapts a Starlette WebSocket to the hub's ``ReceivingSocket``."""
+
+    def __init__(self, ws: WebSocket) -> None:
+        self._ws = ws
+
+    async def send(self, data: bytes) -> None:
+        await self._ws.send_bytes(data)
+
+    async def receive(self) -> bytes | None:
+        try:
+            message = await self._ws.receive()
+        except (WebSocketDisconnect, RuntimeError):
+            return None
+        if message["type"] == "websocket.disconnect":
+            return None
+        data = message.get("bytes")
+        if data is None:
+            text = message.get("text")
+            # y-websocket only sends binary frames; text is answered as a malformed frame.
+            return b"" if text is None else b"\xff" + text.encode()
+        return bytes(data)
+
+    async def close(self, code: int, reason: str) -> None:
+        if self._ws.application_state != WebSocketState.DISCONNECTED:
+            await self._ws.close(code=code, reason=reason)
+
+
+def build_storage(settings: Settings) -> Storage:
+    if settings.storage == "local":
+        from storage_bridge.local import LocalStorage
+
+        settings.root.mkdir(parents=True, exist_ok=True)
+        return LocalStorage(settings.root, settings.state_dir)
+    from storage_bridge.cs3 import CS3Storage
+
+    return CS3Storage(
+        settings.gateway,
+        tls=settings.gateway_tls,
+        ca_file=settings.gateway_ca_file,
+        timeout=settings.storage_timeout,
+    )
+
+
+def build_authenticator(settings: Settings, storage: Storage) -> Authenticator:
+    if settings.storage == "local":
+        if not settings.token:
+            raise ValueError("local mode needs a token (CS3COLLAB_TOKEN or --token)")
+        user = User(id="local", username=getpass.getuser(), display_name=getpass.getuser())
+        return StaticTokenAuthenticator(settings.token, user)
+    return StorageAuthenticator(storage, cache_seconds=settings.auth_cache_seconds)
+
+
+def create_app(settings: Settings, *, storage: Storage | None = None) -> FastAPI:
+    logs.configure(settings.log_level)
+    metrics = HubMetrics()
+    store = storage or build_storage(settings)
+    hub = Hub(
+        settings=settings,
+        storage=store,
+        update_log=SQLiteUpdateLog(
+            settings.state_dir / "update-log.sqlite", fsync=settings.log_fsync
+        ),
+        authenticator=build_authenticator(settings, store),
+        metrics=metrics,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        hub.ready = True  # type: ignore[attr-defined]
+        yield
+        await hub.aclose()
+
+    app = FastAPI(title="cs3collab hub", lifespan=lifespan)
+    app.state.hub = hub
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        if not getattr(hub, "ready", False):
+            return JSONResponse({"status": "starting"}, status_code=503)
+        return JSONResponse({"status": "ready", "rooms": len(hub.rooms)})
+
+    @app.get("/metrics")
+    async def metrics_endpoint() -> Response:
+        return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4")
+
+    @app.put("/api/collaboration/session/{path:path}")
+    async def session(path: str, body: SessionRequest, request: Request) -> Response:
+        token = _token_from(dict(request.headers), dict(request.query_params))
+        try:
+            s = await hub.open_session(token, path, body.format, body.type)
+        except HubError as exc:
+            return JSONResponse({"message": exc.message}, status_code=exc.status)
+        return JSONResponse(
+            {"format": s.format, "type": s.type, "fileId": s.file_id, "sessionId": s.session_id},
+            status_code=201 if s.created else 200,
+        )
+
+    @app.websocket("/api/collaboration/room/{room_name}")
+    async def room(websocket: WebSocket, room_name: str) -> None:
+        token = _token_from(dict(websocket.headers), dict(websocket.query_params))
+        await websocket.accept()
+        socket = StarletteSocket(websocket)
+        try:
+            await hub.serve(socket, room_name, websocket.query_params.get("sessionId"), token)
+        except Exception:
+            # A bug must cost one socket, not the process; the client reconnects.
+            log.exception("websocket handler failed", extra=kv(room=room_name))
+            await socket.close(1011, "internal error")
+
+    return app

@@ -1,0 +1,116 @@
+"""One websocket client of a room: identity, rights, and a bounded send queue.
+
+Sends never block the room: a message is queued and a writer task drains the queue into the
+socket. A client that cannot keep up (queue full) is closed with 4429; its y-websocket client
+reconnects and catches up with one SyncStep2, which is cheaper than buffering without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Protocol
+
+from collab_server.logs import get_logger, kv
+from collab_server.protocol import CloseCode
+from storage_bridge.types import User
+
+log = get_logger("connection")
+_ids = itertools.count(1)
+
+
+class Socket(Protocol):
+    """What the core needs from a websocket (the ASGI layer adapts Starlette's)."""
+
+    async def send(self, data: bytes) -> None: ...
+
+    async def close(self, code: int, reason: str) -> None: ...
+
+
+class Connection:
+    def __init__(
+        self, socket: Socket, *, user: User, token: str, can_write: bool, queue_max: int
+    ) -> None:
+        self.id = next(_ids)
+        self.socket = socket
+        self.user = user
+        self.token = token
+        self.can_write = can_write
+        self.awareness_ids: set[int] = set()
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=queue_max)
+        self._closed = asyncio.Event()
+        self.close_code: int | None = None
+        self.overflowed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    def send(self, data: bytes) -> bool:
+        """Queue a frame; False if the client is gone or too slow (it is then being closed)."""
+        if self._closed.is_set():
+            return False
+        try:
+            self._queue.put_nowait(data)
+        except asyncio.QueueFull:
+            self.overflowed = True
+            log.warning(
+                "send queue full, closing slow client", extra=kv(user=self.user.id, client=self.id)
+            )
+            self.close_now(CloseCode.TOO_MANY, "send queue overflow: reconnect to resync")
+            return False
+        return True
+
+    async def run_writer(self) -> None:
+        """Drain the queue into the socket until closed."""
+        try:
+            while True:
+                data = await self._queue.get()
+                if data is None:
+                    break
+                await self.socket.send(data)
+        except Exception:  # the peer went away mid-send; the reader notices too
+            self._closed.set()
+            return
+        await self._do_close()
+
+    def close_now(self, code: int, reason: str) -> None:
+        """Close without flushing what is queued."""
+        if self.close_code is not None:
+            return
+        self.close_code = code
+        self._close_reason = reason
+        # Drop what is queued: the client resyncs on reconnect anyway.
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        self._queue.put_nowait(None)
+
+    async def _do_close(self) -> None:
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        code = self.close_code or CloseCode.NORMAL
+        try:
+            await self.socket.close(code, getattr(self, "_close_reason", ""))
+        except Exception:  # already closed by the peer
+            pass
+
+    async def close(self, code: int, reason: str) -> None:
+        """Flush what is queued, then close with ``code``."""
+        if self.close_code is None:
+            self.close_code = code
+            self._close_reason = reason
+            try:
+                self._queue.put_nowait(None)
+            except asyncio.QueueFull:
+                self.close_now(code, reason)
+
+    def mark_gone(self) -> None:
+        """The peer closed the socket: stop the writer."""
+        self._closed.set()
+        if self.close_code is None:
+            self.close_code = CloseCode.NORMAL
+        try:
+            self._queue.put_nowait(None)
+        except asyncio.QueueFull:
+            pass

@@ -1,0 +1,275 @@
+"""The hub core: sessions, room loading and the per-socket protocol loop.
+
+Framework-free: the ASGI layer (``app.py``) adapts sockets and HTTP to these calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from pycrdt import Doc
+
+from collab_server.auth import Access, Authenticator, Principal, access_for
+from collab_server.connection import Connection, Socket
+from collab_server.logs import get_logger, kv
+from collab_server.metrics import HubMetrics
+from collab_server.protocol import CloseCode, ProtocolError, close_reason, parse_frame
+from collab_server.room import Room
+from collab_server.rooms import RoomRegistry
+from collab_server.settings import Settings
+from collab_server.update_log import UpdateLog
+from crdt.documents import DocumentKind, kind_for
+from crdt.errors import LoadError
+from storage_bridge.base import Storage
+from storage_bridge.errors import (
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    StorageError,
+    Unauthenticated,
+)
+from storage_bridge.types import ResourceId
+
+log = get_logger("hub")
+
+
+class ReceivingSocket(Socket, Protocol):
+    async def receive(self) -> bytes | None:
+        """The next binary frame, or None once the peer has closed."""
+        ...
+
+
+class HubError(Exception):
+    """An error with an HTTP status and a websocket close code."""
+
+    def __init__(self, status: int, close_code: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.close_code = close_code
+        self.message = message
+
+
+def _storage_error(exc: StorageError) -> HubError:
+    if isinstance(exc, NotFound | InvalidArgument):
+        return HubError(404, CloseCode.NOT_FOUND, exc.message or "not found")
+    if isinstance(exc, PermissionDenied):
+        return HubError(403, CloseCode.FORBIDDEN, exc.message or "forbidden")
+    if isinstance(exc, Unauthenticated):
+        return HubError(401, CloseCode.UNAUTHENTICATED, exc.message or "unauthenticated")
+    return HubError(503, CloseCode.INTERNAL, f"storage unavailable: {exc.message}")
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    format: str
+    type: str
+    file_id: str
+    session_id: str
+    created: bool
+
+
+def room_key(fmt: str, typ: str, file_id: str) -> str:
+    return f"{fmt}:{typ}:{file_id}"
+
+
+class Hub:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        storage: Storage,
+        update_log: UpdateLog,
+        authenticator: Authenticator,
+        metrics: HubMetrics,
+    ) -> None:
+        self.settings = settings
+        self.storage = storage
+        self.update_log = update_log
+        self.auth = authenticator
+        self.metrics = metrics
+        self.rooms = RoomRegistry(grace=settings.unload_grace, metrics=metrics)
+
+    async def authenticate(self, token: str | None) -> Principal:
+        try:
+            return await self.auth.authenticate(token)
+        except Unauthenticated as exc:
+            raise HubError(
+                401, CloseCode.UNAUTHENTICATED, exc.message or "unauthenticated"
+            ) from exc
+        except StorageError as exc:
+            raise _storage_error(exc) from exc
+
+    async def open_session(self, token: str | None, path: str, fmt: str, typ: str) -> Session:
+        principal = await self.authenticate(token)
+        if kind_for(fmt, typ) is None:
+            raise HubError(400, CloseCode.BAD_REQUEST, f"unsupported document {fmt}:{typ}")
+        try:
+            resource = await self.storage.stat(principal.token, path)
+        except StorageError as exc:
+            raise _storage_error(exc) from exc
+        if resource.is_dir:
+            raise HubError(400, CloseCode.BAD_REQUEST, "a directory is not a document")
+        if access_for(resource) is Access.NONE:
+            raise HubError(403, CloseCode.FORBIDDEN, "no access")
+        file_id = resource.id.to_file_id()
+        lineage, created = await self.update_log.ensure_lineage(room_key(fmt, typ, file_id))
+        return Session(fmt, typ, file_id, lineage, created)
+
+    async def _load_room(
+        self, key: str, kind: DocumentKind, resource_id: ResourceId, principal: Principal
+    ) -> Room:
+        started = time.perf_counter()
+        stored = await self.update_log.load(key)
+        if stored is None:
+            await self.update_log.ensure_lineage(key)
+            stored = await self.update_log.load(key)
+            assert stored is not None
+        doc: Doc[Any] = Doc()
+        if stored.snapshot is None:
+            data, etag = await self.storage.read(principal.token, resource_id)
+            # The load is CPU-bound (JSON + building Y items); a worker thread keeps the event
+            # loop serving other rooms. Its Doc never leaves that thread: only bytes come back.
+            update = await asyncio.to_thread(kind.load, data)
+            doc.apply_update(update)
+            await self.update_log.start(key, update, etag, data)
+            base_etag, base_content, doc_bytes = etag, data, len(update)
+        else:
+            doc.apply_update(stored.snapshot)
+            for update in stored.updates:
+                doc.apply_update(update)
+            base_etag = stored.base_etag or ""
+            base_content = stored.base_content or b""
+            doc_bytes = len(stored.snapshot) + sum(len(u) for u in stored.updates)
+        room = Room(
+            key=key,
+            kind=kind,
+            resource_id=resource_id,
+            lineage=stored.lineage,
+            doc=doc,
+            base_etag=base_etag,
+            base_content=base_content,
+            doc_bytes=doc_bytes,
+            update_log=self.update_log,
+            storage=self.storage,
+            settings=self.settings,
+            metrics=self.metrics,
+            initial_token=principal.token,
+        )
+        self.metrics.room_load_seconds.observe(time.perf_counter() - started)
+        log.info(
+            "room loaded",
+            extra=kv(
+                room=key, user=principal.user.id, seconds=round(time.perf_counter() - started, 4)
+            ),
+        )
+        return room
+
+    async def _join(
+        self, room_name: str, session_id: str | None, token: str | None
+    ) -> tuple[Room, Principal, Access]:
+        principal = await self.authenticate(token)
+        parts = room_name.split(":", 2)
+        if len(parts) != 3:
+            raise HubError(400, CloseCode.BAD_REQUEST, "room must be format:type:fileId")
+        fmt, typ, file_id = parts
+        kind = kind_for(fmt, typ)
+        if kind is None:
+            raise HubError(400, CloseCode.BAD_REQUEST, f"unsupported document {fmt}:{typ}")
+        try:
+            resource_id = ResourceId.from_file_id(file_id)
+            resource = await self.storage.stat(principal.token, resource_id)
+        except (NotFound, InvalidArgument) as exc:
+            if session_id and not await self.update_log.has_lineage(session_id):
+                # The hub lost this session's state (e.g. its data dir): a reload re-resolves
+                # the path; a plain 4404 would make JupyterLab retry the dead URL forever.
+                raise HubError(
+                    409, CloseCode.UNSUPPORTED, close_reason("unknown_session", session_id)
+                ) from exc
+            raise _storage_error(exc) from exc
+        except StorageError as exc:
+            raise _storage_error(exc) from exc
+        access = access_for(resource)
+        if access is Access.NONE:
+            raise HubError(403, CloseCode.FORBIDDEN, "no access")
+        key = room_key(fmt, typ, file_id)
+        try:
+            room = await self.rooms.acquire(
+                key, lambda: self._load_room(key, kind, resource.id, principal)
+            )
+        except LoadError as exc:
+            log.warning("room failed to load", extra=kv(room=key, error=str(exc)))
+            raise HubError(
+                500,
+                CloseCode.UNSUPPORTED,
+                close_reason("initialization_error", session_id or "", errorReason=str(exc)[:40]),
+            ) from exc
+        except StorageError as exc:
+            raise _storage_error(exc) from exc
+        if session_id and session_id != room.lineage:
+            # The client's Y history belongs to another lineage (log lost, doc rebuilt):
+            # merging it would duplicate content, so it must reload instead.
+            raise HubError(409, CloseCode.UNSUPPORTED, close_reason("unknown_session", session_id))
+        if len(room.clients) >= self.settings.max_clients_per_room:
+            raise HubError(429, CloseCode.TOO_MANY, "too many clients in this room")
+        return room, principal, access
+
+    async def serve(
+        self, socket: ReceivingSocket, room_name: str, session_id: str | None, token: str | None
+    ) -> None:
+        """Run one client connection to completion."""
+        try:
+            room, principal, access = await self._join(room_name, session_id, token)
+        except HubError as exc:
+            self.metrics.closes.labels(str(exc.close_code)).inc()
+            log.info(
+                "connection refused",
+                extra=kv(room=room_name, code=exc.close_code, reason=exc.message),
+            )
+            await socket.close(exc.close_code, exc.message[:123])
+            return
+        conn = Connection(
+            socket,
+            user=principal.user,
+            token=principal.token,
+            can_write=access is Access.EDIT,
+            queue_max=self.settings.send_queue_max,
+        )
+        room.add_client(conn)
+        self.metrics.clients.inc()
+        writer = asyncio.get_running_loop().create_task(conn.run_writer())
+        log.info("client joined", extra=kv(room=room.key, user=principal.user.id, client=conn.id))
+        try:
+            while not conn.closed and conn.close_code is None:
+                data = await socket.receive()
+                if data is None:
+                    conn.mark_gone()
+                    break
+                try:
+                    await room.receive(conn, parse_frame(data))
+                except ProtocolError as exc:
+                    self.metrics.closes.labels(str(CloseCode.BAD_REQUEST)).inc()
+                    conn.close_now(CloseCode.BAD_REQUEST, str(exc)[:123])
+                    break
+        finally:
+            room.remove_client(conn)
+            self.metrics.clients.dec()
+            if conn.close_code is None:
+                conn.mark_gone()
+            await writer
+            if conn.overflowed:
+                self.metrics.slow_clients.inc()
+            self.rooms.release(room)
+            log.info(
+                "client left",
+                extra=kv(
+                    room=room.key, user=principal.user.id, client=conn.id, code=conn.close_code
+                ),
+            )
+
+    async def aclose(self) -> None:
+        await self.rooms.close_all()
+        await self.update_log.aclose()
+        await self.storage.aclose()

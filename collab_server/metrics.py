@@ -1,0 +1,50 @@
+"""Prometheus metrics, one registry per hub (no process-global state)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class HubMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.rooms = Gauge("cs3collab_rooms", "Open rooms", registry=r)
+        self.clients = Gauge("cs3collab_clients", "Connected websocket clients", registry=r)
+        self.updates = Counter("cs3collab_updates", "Y updates accepted", registry=r)
+        self.update_bytes = Counter("cs3collab_update_bytes", "Bytes of Y updates", registry=r)
+        self.refused_updates = Counter(
+            "cs3collab_refused_updates",
+            "Updates refused (read-only, too large)",
+            ["reason"],
+            registry=r,
+        )
+        self.messages = Counter(
+            "cs3collab_messages", "Websocket messages received", ["type"], registry=r
+        )
+        self.closes = Counter("cs3collab_closes", "Sockets closed by the hub", ["code"], registry=r)
+        self.log_commit_seconds = Histogram(
+            "cs3collab_log_commit_seconds",
+            "Update-log commit latency",
+            registry=r,
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0),
+        )
+        self.compactions = Counter("cs3collab_compactions", "Update-log compactions", registry=r)
+        self.snapshots = Counter("cs3collab_snapshots", "Snapshots written to storage", registry=r)
+        self.snapshot_failures = Counter(
+            "cs3collab_snapshot_failures", "Failed snapshot attempts", ["reason"], registry=r
+        )
+        self.snapshot_seconds = Histogram(
+            "cs3collab_snapshot_seconds", "Export + write latency of a snapshot", registry=r
+        )
+        self.room_load_seconds = Histogram(
+            "cs3collab_room_load_seconds", "Time to load a room", registry=r
+        )
+        self.slow_clients = Counter(
+            "cs3collab_slow_clients",
+            "Clients closed because their send queue overflowed",
+            registry=r,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,401 @@
+"""A room: the live Y document of one storage resource and the clients editing it.
+
+Ordering is the heart of durability here. Every change to the doc, whoever made it, is seen by
+one doc observer and put on the room's *outbox* together with any direct replies (SyncStep2).
+A single dispatcher drains the outbox in order: it appends all updates of a batch to the
+update log in one commit, and only then sends the batch. So nothing reaches a client before it
+is durable, and a SyncStep2 computed after an update never overtakes that update's commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from jupyter_ydoc.ybasedoc import YBaseDoc
+from pycrdt import (
+    Awareness,
+    Decoder,
+    Doc,
+    TransactionEvent,
+    YSyncMessageType,
+    create_awareness_message,
+    create_sync_message,
+    create_update_message,
+)
+
+from collab_server.connection import Connection
+from collab_server.logs import get_logger, kv
+from collab_server.metrics import HubMetrics
+from collab_server.protocol import (
+    AwarenessFrame,
+    CloseCode,
+    Frame,
+    ProtocolError,
+    QueryAwarenessFrame,
+    RawFrame,
+    SyncFrame,
+    raw_message,
+    sync_step2_message,
+)
+from collab_server.settings import Settings
+from collab_server.snapshotter import SaveStatus, Snapshotter
+from collab_server.update_log import UpdateLog
+from crdt.documents import DocumentKind, content_hash
+from storage_bridge.base import Storage
+from storage_bridge.types import ResourceId
+
+log = get_logger("room")
+
+_EMPTY_UPDATE = b"\x00\x00"
+
+
+class _HubOrigin:
+    """Marks changes the hub makes to the doc itself (state map after a save)."""
+
+
+HUB_STATE = _HubOrigin()
+
+
+@dataclass(slots=True)
+class _Outgoing:
+    data: bytes  # the encoded frame
+    update: bytes | None = None  # set when the frame carries a doc update to log first
+    to: Connection | None = None  # direct reply; otherwise a broadcast
+    exclude: Connection | None = None
+
+
+class RoomClosed(Exception):
+    pass
+
+
+class Room:
+    def __init__(
+        self,
+        *,
+        key: str,
+        kind: DocumentKind,
+        resource_id: ResourceId,
+        lineage: str,
+        doc: Doc[Any],
+        base_etag: str,
+        base_content: bytes,
+        doc_bytes: int,
+        update_log: UpdateLog,
+        storage: Storage,
+        settings: Settings,
+        metrics: HubMetrics,
+        initial_token: str,
+    ) -> None:
+        self.key = key
+        self.kind = kind
+        self.resource_id = resource_id
+        self.lineage = lineage
+        self.doc = doc
+        self.view: YBaseDoc = kind.bind(doc)
+        self.awareness = Awareness(doc)
+        self.clients: set[Connection] = set()
+        self.base_etag = base_etag
+        self.base_content = base_content
+        self.lock_id: str | None = None
+        self.read_only_reason: str | None = None
+        self._log = update_log
+        self._storage = storage
+        self._settings = settings
+        self._metrics = metrics
+        self._doc_bytes = doc_bytes
+        self._tail_updates = 0
+        self._tail_bytes = 0
+        self._origin: object = None
+        self._outbox: asyncio.Queue[_Outgoing | None] = asyncio.Queue()
+        self._last_editor_token = initial_token
+        self._closing = False
+        self._dirty_pending = False
+        self.last_activity = time.monotonic()
+        self.snapshotter = Snapshotter(
+            room=key,
+            export=self._export,
+            write=self._write_snapshot,
+            autosave=self._autosave,
+            metrics=metrics,
+            debounce=settings.snapshot_debounce,
+            max_debounce=settings.snapshot_max_debounce,
+            retry_max=settings.snapshot_retry_max,
+            stored_hash=content_hash(base_content),
+        )
+        self._subscription = doc.observe(self._on_doc_update)
+        self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch_loop())
+        self.on_fatal: Callable[[Room], Awaitable[None]] | None = None
+
+    # -- doc changes -------------------------------------------------------------------------
+
+    def _on_doc_update(self, event: TransactionEvent) -> None:
+        update: bytes = event.update
+        if update == _EMPTY_UPDATE:
+            return
+        origin = self._origin
+        exclude = origin if isinstance(origin, Connection) else None
+        self._outbox.put_nowait(
+            _Outgoing(data=create_update_message(update), update=update, exclude=exclude)
+        )
+        self._doc_bytes += len(update)
+        self._metrics.updates.inc()
+        self._metrics.update_bytes.inc(len(update))
+        if origin is not HUB_STATE:
+            if not self.snapshotter.dirty and not self._dirty_pending:
+                # A doc cannot be written from inside its own observer: defer the flag.
+                self._dirty_pending = True
+                asyncio.get_running_loop().call_soon(self._mark_dirty)
+            self.snapshotter.changed()
+
+    def _mark_dirty(self) -> None:
+        self._dirty_pending = False
+        if self.view.dirty is not True and not self._closing:
+            self._set_state(dirty=True)
+
+    def _set_state(self, **values: Any) -> None:
+        previous, self._origin = self._origin, HUB_STATE
+        try:
+            with self.doc.transaction():
+                for name, value in values.items():
+                    self.view.ystate[name] = value
+        finally:
+            self._origin = previous
+
+    # -- the ordered outbox ------------------------------------------------------------------
+
+    async def _dispatch_loop(self) -> None:
+        while True:
+            item = await self._outbox.get()
+            batch = [item]
+            while not self._outbox.empty():
+                batch.append(self._outbox.get_nowait())
+            stop = None in batch
+            items = [i for i in batch if i is not None]
+            updates = [i.update for i in items if i.update is not None]
+            if updates and not await self._append_durably(updates):
+                return
+            for out in items:
+                if out.to is not None:
+                    out.to.send(out.data)
+                else:
+                    for client in self.clients:
+                        if client is not out.exclude:
+                            client.send(out.data)
+            if updates:
+                await self._maybe_compact(updates)
+            if stop:
+                return
+
+    async def _append_durably(self, updates: list[bytes]) -> bool:
+        """Log a batch; on persistent failure close the room rather than send unlogged state."""
+        delay = 0.05
+        for attempt in range(5):
+            started = time.perf_counter()
+            try:
+                self._last_seq = await self._log.append(self.key, updates)
+            except Exception as exc:
+                log.error("update log append failed", extra=kv(room=self.key, error=repr(exc)))
+                if attempt == 4:
+                    break
+                await asyncio.sleep(delay)
+                delay *= 4
+                continue
+            self._metrics.log_commit_seconds.observe(time.perf_counter() - started)
+            self._tail_updates += len(updates)
+            self._tail_bytes += sum(len(u) for u in updates)
+            return True
+        # Clients keep their edits locally and resend them (SyncStep2) when they reconnect.
+        for client in list(self.clients):
+            await client.close(CloseCode.INTERNAL, "update log unavailable")
+        if self.on_fatal is not None:
+            await self.on_fatal(self)
+        return False
+
+    async def _maybe_compact(self, updates: list[bytes]) -> None:
+        if (
+            self._tail_updates < self._settings.compact_after_updates
+            and self._tail_bytes < self._settings.compact_after_bytes
+        ):
+            return
+        await self.compact()
+
+    async def compact(self) -> None:
+        # The doc already contains every update logged so far (they are applied before they are
+        # queued), so its full state is a valid snapshot up to the last logged sequence number.
+        upto = getattr(self, "_last_seq", 0)
+        snapshot = self.doc.get_update()
+        await self._log.compact(self.key, snapshot, upto)
+        self._doc_bytes = len(snapshot)
+        self._tail_updates = 0
+        self._tail_bytes = 0
+        self._metrics.compactions.inc()
+
+    # -- clients -----------------------------------------------------------------------------
+
+    def add_client(self, conn: Connection) -> None:
+        self.clients.add(conn)
+        self.last_activity = time.monotonic()
+        if conn.can_write:
+            self._last_editor_token = conn.token
+        # Our SyncStep1 first (the client answers with what we lack), then who else is here.
+        conn.send(create_sync_message(self.doc))
+        if self.awareness.states:
+            ids = list(self.awareness.states)
+            conn.send(create_awareness_message(self.awareness.encode_awareness_update(ids)))
+        if self.read_only_reason is not None:
+            conn.send(raw_message({"type": "read_only", "reason": self.read_only_reason}))
+
+    def remove_client(self, conn: Connection) -> None:
+        self.clients.discard(conn)
+        self.last_activity = time.monotonic()
+        if conn.awareness_ids:
+            ids = [i for i in conn.awareness_ids if i in self.awareness.states]
+            self.awareness.remove_awareness_states(ids, conn)
+            if ids:
+                message = create_awareness_message(self.awareness.encode_awareness_update(ids))
+                self._outbox.put_nowait(_Outgoing(data=message))
+
+    def editor_token(self) -> str:
+        for client in self.clients:
+            if client.can_write:
+                return client.token
+        return self._last_editor_token
+
+    async def receive(self, conn: Connection, frame: Frame) -> None:
+        """Handle one parsed frame from ``conn``."""
+        self.last_activity = time.monotonic()
+        if isinstance(frame, SyncFrame):
+            self._metrics.messages.labels("sync").inc()
+            if frame.step == YSyncMessageType.SYNC_STEP1:
+                try:
+                    missing = self.doc.get_update(frame.payload)
+                except Exception as exc:
+                    raise ProtocolError(f"bad state vector: {exc}") from exc
+                self._outbox.put_nowait(_Outgoing(data=sync_step2_message(missing), to=conn))
+                return
+            self._apply_client_update(conn, frame.payload)
+        elif isinstance(frame, AwarenessFrame):
+            self._metrics.messages.labels("awareness").inc()
+            self._apply_awareness(conn, frame.payload)
+        elif isinstance(frame, RawFrame):
+            self._metrics.messages.labels("raw").inc()
+            if frame.text == "save" and frame.save_id is not None:
+                status = await self.save()
+                conn.send(
+                    raw_message({"type": "save", "responseTo": frame.save_id, "status": status})
+                )
+        elif isinstance(frame, QueryAwarenessFrame):
+            ids = list(self.awareness.states)
+            if ids:
+                conn.send(create_awareness_message(self.awareness.encode_awareness_update(ids)))
+
+    def _apply_client_update(self, conn: Connection, update: bytes) -> None:
+        if update == _EMPTY_UPDATE:
+            return
+        if not conn.can_write or self.read_only_reason is not None:
+            self._metrics.refused_updates.labels("read_only").inc()
+            conn.send(
+                raw_message(
+                    {
+                        "type": "refused",
+                        "reason": self.read_only_reason or "read_only",
+                        "message": "you can view this document but not edit it",
+                    }
+                )
+            )
+            return
+        if self._doc_bytes + len(update) > self._settings.max_doc_bytes:
+            self._metrics.refused_updates.labels("too_large").inc()
+            conn.close_now(CloseCode.DOC_TOO_LARGE, "document size limit reached")
+            return
+        self._last_editor_token = conn.token
+        self._origin = conn
+        try:
+            self.doc.apply_update(update)
+        except Exception as exc:  # yrs rejects a malformed update: only this client is at fault
+            log.warning(
+                "bad update from client", extra=kv(room=self.key, user=conn.user.id, error=str(exc))
+            )
+            conn.send(raw_message({"type": "conflict"}))
+        finally:
+            self._origin = None
+
+    def _apply_awareness(self, conn: Connection, payload: bytes) -> None:
+        try:
+            ids = awareness_client_ids(payload)
+            self.awareness.apply_awareness_update(payload, conn)
+        except Exception as exc:
+            log.warning("bad awareness update", extra=kv(room=self.key, error=str(exc)))
+            return
+        conn.awareness_ids.update(i for i in ids if i in self.awareness.states)
+        # Echo to everyone including the sender: JupyterLab drops a socket silent for 30 s.
+        self._outbox.put_nowait(_Outgoing(data=create_awareness_message(payload)))
+
+    def _autosave(self) -> bool:
+        """Autosave unless every client that said so has turned it off."""
+        votes = [
+            state.get("autosave")
+            for cid, state in self.awareness.states.items()
+            if isinstance(state, dict) and "autosave" in state and cid != self.doc.client_id
+        ]
+        return not votes or any(bool(v) for v in votes)
+
+    # -- snapshots ---------------------------------------------------------------------------
+
+    def _export(self) -> bytes:
+        return self.kind.export(self.view)
+
+    async def _write_snapshot(self, data: bytes, digest: str) -> None:
+        etag = await self._storage.write(
+            self.editor_token(),
+            self.resource_id,
+            data,
+            if_match=self.base_etag,
+            lock_id=self.lock_id,
+        )
+        self.base_etag = etag
+        self.base_content = data
+        await self._log.set_base(self.key, etag, data)
+        self._set_state(dirty=False, hash=digest)
+
+    async def save(self) -> SaveStatus:
+        if self.read_only_reason is not None:
+            return SaveStatus.SKIPPED
+        return await self.snapshotter.flush()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Final snapshot, compaction, stop. Clients must already be gone."""
+        if self._closing:
+            return
+        self._closing = True
+        status = await self.snapshotter.close()
+        if status is SaveStatus.FAILED:
+            log.warning(
+                "final snapshot failed; edits stay in the update log", extra=kv(room=self.key)
+            )
+        self._outbox.put_nowait(None)
+        await self._dispatcher
+        if self._tail_updates:
+            try:
+                await self.compact()
+            except Exception as exc:
+                log.warning("final compaction failed", extra=kv(room=self.key, error=repr(exc)))
+        self.doc.unobserve(self._subscription)
+
+
+def awareness_client_ids(payload: bytes) -> list[int]:
+    """Client ids named in an awareness update (varUint count, then id/clock/state each)."""
+    decoder = Decoder(payload)
+    count = decoder.read_var_uint()
+    ids = []
+    for _ in range(count):
+        ids.append(decoder.read_var_uint())
+        decoder.read_var_uint()  # clock
+        decoder.read_var_string()  # state JSON
+    return ids

@@ -1,0 +1,79 @@
+"""Hub settings: env ``CS3COLLAB_*``, an optional TOML file, then CLI flags (highest)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CS3COLLAB_", extra="forbid")
+
+    # where documents live
+    storage: Literal["local", "cs3"] = "local"
+    root: Path = Path("notebooks")  # local backend: the served folder
+    data_dir: Path | None = None  # durable state; default <root>/.cs3collab
+    gateway: str = "127.0.0.1:19000"  # cs3 backend: Reva gateway host:port
+    gateway_tls: bool = False
+    gateway_ca_file: Path | None = None
+    storage_timeout: float = Field(10.0, gt=0)
+
+    # network
+    host: str = "127.0.0.1"
+    port: int = Field(8900, ge=0, le=65535)
+    token: str | None = None  # local mode: the one accepted token
+    auth_cache_seconds: float = Field(30.0, ge=0)
+
+    # documents and snapshots
+    snapshot_debounce: float = Field(1.0, ge=0)
+    snapshot_max_debounce: float = Field(10.0, gt=0)
+    snapshot_retry_max: float = Field(30.0, gt=0)
+    unload_grace: float = Field(60.0, ge=0)
+    compact_after_updates: int = Field(500, ge=1)
+    compact_after_bytes: int = Field(8 * 1024 * 1024, ge=1)
+    log_fsync: bool = False
+
+    # limits
+    max_frame_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    max_doc_bytes: int = Field(256 * 1024 * 1024, ge=1024)
+    send_queue_max: int = Field(1024, ge=1)
+    max_clients_per_room: int = Field(500, ge=1)
+
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _defaults(self) -> Settings:
+        if self.data_dir is None:
+            self.data_dir = self.root / ".cs3collab"
+        if self.snapshot_max_debounce < self.snapshot_debounce:
+            raise ValueError("snapshot_max_debounce must be >= snapshot_debounce")
+        return self
+
+    @property
+    def state_dir(self) -> Path:
+        assert self.data_dir is not None
+        return self.data_dir
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("CS3COLLAB_CONFIG")
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)

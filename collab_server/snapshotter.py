@@ -1,0 +1,140 @@
+"""Debounced snapshots of a live document to storage.
+
+After a change, write ``debounce`` seconds after the last change, but no later than
+``max_debounce`` after the first unsaved one (Hocuspocus' debounce/maxDebounce). Only write
+when the exported bytes differ from what storage already holds. A failed write keeps the
+document dirty and retries with exponential backoff; the update log keeps every edit meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from enum import Enum
+
+from collab_server.logs import get_logger, kv
+from collab_server.metrics import HubMetrics
+from crdt.documents import content_hash
+from crdt.errors import ExportError
+from storage_bridge.errors import StorageError
+
+log = get_logger("snapshot")
+
+
+class SaveStatus(str, Enum):
+    SUCCESS = "success"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+class Snapshotter:
+    def __init__(
+        self,
+        *,
+        room: str,
+        export: Callable[[], bytes],
+        write: Callable[[bytes, str], Awaitable[None]],
+        autosave: Callable[[], bool],
+        metrics: HubMetrics,
+        debounce: float,
+        max_debounce: float,
+        retry_max: float,
+        stored_hash: str | None,
+    ) -> None:
+        self._room = room
+        self._export = export
+        self._write = write
+        self._autosave = autosave
+        self._metrics = metrics
+        self._debounce = debounce
+        self._max_debounce = max_debounce
+        self._retry_max = retry_max
+        self.stored_hash = stored_hash  # hash of the bytes storage holds (last read/written)
+        self.dirty = False
+        self._first_change: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[SaveStatus] | None = None
+        self._lock = asyncio.Lock()
+        self._failures = 0
+        self._closed = False
+
+    def changed(self) -> None:
+        """The document changed: (re)arm the debounce timer."""
+        self.dirty = True
+        if self._closed:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if self._first_change is None:
+            self._first_change = now
+        when = min(now + self._debounce, self._first_change + self._max_debounce)
+        if self._failures:  # in backoff: the retry timer is already set
+            return
+        self._arm(when)
+
+    def _arm(self, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        if not self._autosave():
+            # Autosave is off for every client: edits stay in the update log until a save.
+            self._first_change = None
+            return
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self.flush())
+
+    async def flush(self) -> SaveStatus:
+        """Write now if there is anything to write."""
+        async with self._lock:
+            if not self.dirty:
+                return SaveStatus.SUCCESS
+            self.dirty = False
+            first_change, self._first_change = self._first_change, None
+            started = time.perf_counter()
+            try:
+                data = self._export()
+            except ExportError as exc:
+                # Not retried: the same doc would fail again. The next edit tries again.
+                self._metrics.snapshot_failures.labels("invalid").inc()
+                log.error("export failed", extra=kv(room=self._room, error=str(exc)))
+                return SaveStatus.FAILED
+            digest = content_hash(data)
+            if digest == self.stored_hash:
+                self._failures = 0
+                return SaveStatus.SUCCESS
+            try:
+                await self._write(data, digest)
+            except (StorageError, OSError) as exc:
+                self.dirty = True
+                self._first_change = first_change
+                self._failures += 1
+                self._metrics.snapshot_failures.labels(type(exc).__name__).inc()
+                delay = min(self._retry_max, 0.5 * 2**self._failures)
+                log.warning(
+                    "snapshot failed, will retry",
+                    extra=kv(room=self._room, error=repr(exc), seconds=delay),
+                )
+                if not self._closed:
+                    self._arm(asyncio.get_running_loop().time() + delay)
+                return SaveStatus.FAILED
+            self._failures = 0
+            self.stored_hash = digest
+            self._metrics.snapshots.inc()
+            self._metrics.snapshot_seconds.observe(time.perf_counter() - started)
+            return SaveStatus.SUCCESS
+
+    async def close(self) -> SaveStatus:
+        """Final snapshot (if autosave allows) and stop the timers."""
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self.dirty and self._autosave():
+            return await self.flush()
+        return SaveStatus.SKIPPED if self.dirty else SaveStatus.SUCCESS

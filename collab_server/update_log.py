@@ -1,0 +1,214 @@
+"""The durable update log: per room, a compacted snapshot plus a bounded tail of updates.
+
+Every accepted Y update is appended here *before* it is broadcast, so a ``kill -9`` of the hub
+never loses an update that a client has seen. The log also owns the room's **lineage id**: it is
+created with the log and dies with it, and it is the ``sessionId`` clients present.
+
+``SQLiteUpdateLog`` is the single-node implementation (Redis streams implement the same
+protocol in cluster mode). SQLite calls are blocking, so they run on one dedicated thread; that
+thread also serialises them, which SQLite wants anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRoom:
+    lineage: str
+    snapshot: bytes | None  # None: the log exists but the room was never loaded
+    updates: list[bytes]
+    last_seq: int
+    base_etag: str | None  # etag of the storage version the doc last read or wrote
+    base_content: bytes | None  # those bytes (the merge base for external writers)
+
+
+class UpdateLog(Protocol):
+    async def ensure_lineage(self, room: str) -> tuple[str, bool]:
+        """The room's lineage id, creating the log if needed; True when it was created."""
+        ...
+
+    async def load(self, room: str) -> StoredRoom | None: ...
+
+    async def has_lineage(self, lineage: str) -> bool:
+        """Whether any room of this log has this lineage id."""
+        ...
+
+    async def start(self, room: str, snapshot: bytes, base_etag: str, base_content: bytes) -> None:
+        """Record the initial state of a room loaded from storage."""
+        ...
+
+    async def append(self, room: str, updates: list[bytes]) -> int:
+        """Append updates atomically (one commit); return the last sequence number."""
+        ...
+
+    async def compact(self, room: str, snapshot: bytes, upto_seq: int) -> None:
+        """Replace the snapshot and drop tail updates with seq <= upto_seq."""
+        ...
+
+    async def set_base(self, room: str, etag: str, content: bytes) -> None: ...
+
+    async def tail_stats(self, room: str) -> tuple[int, int]:
+        """(count, bytes) of the tail, to decide on compaction."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS rooms (
+    room TEXT PRIMARY KEY,
+    lineage TEXT NOT NULL,
+    snapshot BLOB,
+    base_etag TEXT,
+    base_content BLOB,
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rooms_lineage ON rooms(lineage);
+CREATE TABLE IF NOT EXISTS updates (
+    room TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (room, seq)
+) WITHOUT ROWID;
+"""
+
+
+class SQLiteUpdateLog:
+    def __init__(self, path: Path, *, fsync: bool = False) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="update-log")
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL: a commit reaches the OS (survives a process crash); FULL adds an fsync per
+        # commit for power-loss durability.
+        self._db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
+        self._db.executescript(_SCHEMA)
+        self._last_seq: dict[str, int] = {}
+
+    async def _run(self, fn: Callable[..., T], *args: object) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, *args)
+
+    # -- blocking parts (run on the executor thread) ------------------------------------------
+
+    def _ensure_lineage(self, room: str) -> tuple[str, bool]:
+        row = self._db.execute("SELECT lineage FROM rooms WHERE room=?", (room,)).fetchone()
+        if row:
+            return str(row[0]), False
+        lineage = uuid.uuid4().hex
+        now = time.time()
+        self._db.execute(
+            "INSERT INTO rooms(room, lineage, created, updated) VALUES (?,?,?,?)",
+            (room, lineage, now, now),
+        )
+        return lineage, True
+
+    def _load(self, room: str) -> StoredRoom | None:
+        row = self._db.execute(
+            "SELECT lineage, snapshot, base_etag, base_content FROM rooms WHERE room=?", (room,)
+        ).fetchone()
+        if row is None:
+            return None
+        rows = self._db.execute(
+            "SELECT seq, data FROM updates WHERE room=? ORDER BY seq", (room,)
+        ).fetchall()
+        last = rows[-1][0] if rows else self._max_seq(room)
+        self._last_seq[room] = last
+        return StoredRoom(
+            lineage=row[0],
+            snapshot=row[1],
+            updates=[r[1] for r in rows],
+            last_seq=last,
+            base_etag=row[2],
+            base_content=row[3],
+        )
+
+    def _has_lineage(self, lineage: str) -> bool:
+        row = self._db.execute("SELECT 1 FROM rooms WHERE lineage=? LIMIT 1", (lineage,))
+        return row.fetchone() is not None
+
+    def _max_seq(self, room: str) -> int:
+        row = self._db.execute("SELECT MAX(seq) FROM updates WHERE room=?", (room,)).fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
+    def _start(self, room: str, snapshot: bytes, base_etag: str, base_content: bytes) -> None:
+        self._db.execute(
+            "UPDATE rooms SET snapshot=?, base_etag=?, base_content=?, updated=? WHERE room=?",
+            (snapshot, base_etag, base_content, time.time(), room),
+        )
+
+    def _append(self, room: str, updates: list[bytes]) -> int:
+        seq = self._last_seq.get(room)
+        if seq is None:
+            seq = self._max_seq(room)
+        with self._db:  # one transaction: all or nothing
+            self._db.execute("BEGIN")
+            for update in updates:
+                seq += 1
+                self._db.execute(
+                    "INSERT INTO updates(room, seq, data) VALUES (?,?,?)", (room, seq, update)
+                )
+        self._last_seq[room] = seq
+        return seq
+
+    def _compact(self, room: str, snapshot: bytes, upto_seq: int) -> None:
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute(
+                "UPDATE rooms SET snapshot=?, updated=? WHERE room=?", (snapshot, time.time(), room)
+            )
+            self._db.execute("DELETE FROM updates WHERE room=? AND seq<=?", (room, upto_seq))
+
+    def _set_base(self, room: str, etag: str, content: bytes) -> None:
+        self._db.execute(
+            "UPDATE rooms SET base_etag=?, base_content=? WHERE room=?", (etag, content, room)
+        )
+
+    def _tail_stats(self, room: str) -> tuple[int, int]:
+        row = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(LENGTH(data)),0) FROM updates WHERE room=?", (room,)
+        ).fetchone()
+        return int(row[0]), int(row[1])
+
+    # -- async API -------------------------------------------------------------------------
+
+    async def ensure_lineage(self, room: str) -> tuple[str, bool]:
+        return await self._run(self._ensure_lineage, room)
+
+    async def load(self, room: str) -> StoredRoom | None:
+        return await self._run(self._load, room)
+
+    async def has_lineage(self, lineage: str) -> bool:
+        return await self._run(self._has_lineage, lineage)
+
+    async def start(self, room: str, snapshot: bytes, base_etag: str, base_content: bytes) -> None:
+        await self._run(self._start, room, snapshot, base_etag, base_content)
+
+    async def append(self, room: str, updates: list[bytes]) -> int:
+        return await self._run(self._append, room, updates)
+
+    async def compact(self, room: str, snapshot: bytes, upto_seq: int) -> None:
+        await self._run(self._compact, room, snapshot, upto_seq)
+
+    async def set_base(self, room: str, etag: str, content: bytes) -> None:
+        await self._run(self._set_base, room, etag, content)
+
+    async def tail_stats(self, room: str) -> tuple[int, int]:
+        return await self._run(self._tail_stats, room)
+
+    async def aclose(self) -> None:
+        await self._run(self._db.close)
+        self._executor.shutdown(wait=True)

@@ -1,0 +1,131 @@
+"""Crash safety and lineage: kill -9 loses nothing; a lost log changes the lineage."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from tests.hubproc import HubProcess, notebook, write_notebook
+from tests.yclient import YClient
+
+
+def _src(cell: dict) -> str:
+    s = cell["source"]
+    return "".join(s) if isinstance(s, list) else str(s)
+
+
+def _ids(client: YClient) -> list[str]:
+    return [c["id"] for c in client.notebook()["cells"]]
+
+
+async def test_kill9_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    data = tmp_path / "data"
+    # a snapshot debounce far beyond the test: only the update log can save the edits
+    env = {"CS3COLLAB_SNAPSHOT_DEBOUNCE": "600", "CS3COLLAB_SNAPSHOT_MAX_DEBOUNCE": "600"}
+    hub = HubProcess(root=root, data_dir=data, env=env).start()
+    write_notebook(root / "nb.ipynb", notebook("first", "second"))
+    info = hub.open("nb.ipynb")
+    writer = await YClient(hub.room_url(info)).connect()
+    observer = await YClient(hub.room_url(info)).connect()
+    for i in range(50):
+        writer.append_source(i % 2, f"{i},")
+    writer.view.ycells.append(
+        writer.view.create_ycell(  # type: ignore[union-attr]
+            {"cell_type": "markdown", "source": "new cell", "metadata": {}, "id": "new-cell"}
+        )
+    )
+    # everything the observer has received must survive the crash
+    await observer.wait_for(lambda: len(_ids(observer)) == 3 and "49," in observer.sources()[1])
+    seen = observer.notebook()
+    assert _src(json.loads((root / "nb.ipynb").read_text())["cells"][0]) == "first"
+    hub.kill9()
+    await writer.close()
+    await observer.close()
+
+    hub2 = HubProcess(root=root, data_dir=data, port=hub.port, env=env).start()
+    try:
+        # same lineage is offered again
+        assert hub2.open("nb.ipynb")["sessionId"] == info["sessionId"]
+        fresh = await YClient(hub2.room_url(info)).connect()
+        assert fresh.notebook()["cells"] == seen["cells"]
+        # the stale clients reconnect with their full history: no duplicates
+        for old in (writer, observer):
+            again = YClient(hub2.room_url(info))
+            again.doc.apply_update(old.doc.get_update())
+            await again.connect()
+            await fresh.wait_for(lambda: True, 0.1)  # let its SyncStep2 land
+            await again.close()
+        await fresh.wait_for(lambda: len(_ids(fresh)) == 3)
+        probe = await YClient(hub2.room_url(info)).connect()
+        assert _ids(probe) == ["cell-0", "cell-1", "new-cell"]
+        assert probe.notebook()["cells"] == seen["cells"]
+        await probe.close()
+        await fresh.close()
+    finally:
+        hub2.stop()
+
+
+async def test_lost_log_changes_lineage_and_closes_1003(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    data = tmp_path / "data"
+    hub = HubProcess(root=root, data_dir=data).start()
+    write_notebook(root / "nb.ipynb", notebook("one"))
+    info = hub.open("nb.ipynb")
+    client = await YClient(hub.room_url(info)).connect()
+    client.append_source(0, "!")
+    await client.wait_for(lambda: "one!" in (root / "nb.ipynb").read_text())
+    await client.close()
+    hub.kill9()
+    shutil.rmtree(data)
+
+    hub2 = HubProcess(root=root, data_dir=data, port=hub.port).start()
+    try:
+        info2 = hub2.open("nb.ipynb")
+        assert info2["sessionId"] != info["sessionId"]
+        stale = YClient(hub2.room_url(info))  # old sessionId
+        stale.doc.apply_update(client.doc.get_update())
+        await stale.connect(wait_synced=False)
+        assert await stale.wait_closed() == 1003
+        reason = json.loads(stale.close_reason)
+        assert reason["reason"] == "unknown_session"
+        assert reason["reloadable"] is True
+        # a reloaded client sees the file content once, nothing merged from the old history
+        fresh = await YClient(hub2.room_url(info2)).connect()
+        assert fresh.sources() == ["one!"]
+        await fresh.close()
+    finally:
+        hub2.stop()
+
+
+async def test_room_unloads_after_grace_with_final_snapshot(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    env = {
+        "CS3COLLAB_UNLOAD_GRACE": "0.5",
+        "CS3COLLAB_SNAPSHOT_DEBOUNCE": "600",
+        "CS3COLLAB_SNAPSHOT_MAX_DEBOUNCE": "600",
+    }
+    hub = HubProcess(root=root, data_dir=tmp_path / "data", env=env).start()
+    try:
+        write_notebook(root / "nb.ipynb", notebook("u"))
+        info = hub.open("nb.ipynb")
+        client = await YClient(hub.room_url(info)).connect()
+        client.append_source(0, "nload")
+        await client.wait_for(lambda: client.view.ystate.get("dirty") is True)
+        await client.close()
+        import httpx
+
+        def unloaded() -> bool:
+            return "cs3collab_rooms 0.0" in httpx.get(f"{hub.http_url}/metrics").text
+
+        probe = YClient("ws://unused")
+        await probe.wait_for(unloaded, 15)
+        # the final snapshot was written on unload
+        assert _src(json.loads((root / "nb.ipynb").read_text())["cells"][0]) == "unload"
+        # and the room reloads from its log with the same lineage
+        again = await YClient(hub.room_url(info)).connect()
+        assert again.sources() == ["unload"]
+        await again.close()
+    finally:
+        hub.stop()

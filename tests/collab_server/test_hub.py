@@ -1,0 +1,262 @@
+"""The hub end to end: real uvicorn subprocess, real websockets, pycrdt clients."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import nbformat
+import pytest
+
+from tests.hubproc import HubProcess, notebook, write_notebook
+from tests.yclient import YClient
+
+
+def _append(client: YClient, index: int, text: str) -> None:
+    client.append_source(index, text)
+
+
+async def _until_file(path: Path, pred, client: YClient, timeout: float = 15) -> dict:
+    found: dict = {}
+
+    def check() -> bool:
+        try:
+            nb = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return False
+        if pred(nb):
+            found.update(nb)
+            return True
+        return False
+
+    await client.wait_for(check, timeout)
+    return found
+
+
+def _src(cell: dict) -> str:
+    s = cell["source"]
+    return "".join(s) if isinstance(s, list) else s
+
+
+async def test_two_clients_coedit_and_converge(hub: HubProcess) -> None:
+    write_notebook(hub.root / "nb.ipynb", notebook("a = 1", "b = 2"))
+    info = hub.open("nb.ipynb")
+    alice = await YClient(hub.room_url(info)).connect()
+    bob = await YClient(hub.room_url(info)).connect()
+    assert alice.sources() == ["a = 1", "b = 2"]
+    _append(alice, 0, " # alice")
+    _append(bob, 1, " # bob")
+    want = ["a = 1 # alice", "b = 2 # bob"]
+    await alice.wait_for(lambda: alice.sources() == want)
+    await bob.wait_for(lambda: bob.sources() == want)
+    # a late joiner gets the full state
+    carol = await YClient(hub.room_url(info)).connect()
+    assert carol.sources() == want
+    for c in (alice, bob, carol):
+        await c.close()
+
+
+async def test_snapshot_reaches_disk_valid_and_state_clean(hub: HubProcess) -> None:
+    path = hub.root / "nb.ipynb"
+    write_notebook(path, notebook("x = 1"))
+    info = hub.open("nb.ipynb")
+    client = await YClient(hub.room_url(info)).connect()
+    _append(client, 0, "\nprint(x)")
+    nb = await _until_file(path, lambda nb: _src(nb["cells"][0]) == "x = 1\nprint(x)", client)
+    nbformat.validate(nbformat.from_dict(nb))
+    # after the write the hub marks the doc clean and publishes the hash of what it wrote
+    await client.wait_for(lambda: client.view.ystate.get("dirty") is False)
+    import hashlib
+
+    await client.wait_for(
+        lambda: client.view.ystate.get("hash") == hashlib.sha256(path.read_bytes()).hexdigest()
+    )
+    await client.close()
+
+
+async def test_save_request_replies_and_writes(hub: HubProcess) -> None:
+    hub.stop()
+    # long debounce, so only the explicit save can have written the file
+    slow = HubProcess(
+        root=hub.root,
+        data_dir=hub.data_dir,
+        env={"CS3COLLAB_SNAPSHOT_DEBOUNCE": "60", "CS3COLLAB_SNAPSHOT_MAX_DEBOUNCE": "120"},
+    ).start()
+    try:
+        path = slow.root / "nb.ipynb"
+        write_notebook(path, notebook("s = 1"))
+        info = slow.open("nb.ipynb")
+        client = await YClient(slow.room_url(info)).connect()
+        _append(client, 0, "0")
+        await client.wait_for(lambda: client.view.ystate.get("dirty") is True)
+        reply = await client.save(7)
+        assert reply == {"type": "save", "responseTo": 7, "status": "success"}
+        assert _src(json.loads(path.read_text())["cells"][0]) == "s = 10"
+        await client.close()
+    finally:
+        slow.stop()
+
+
+async def test_text_file_room(hub: HubProcess) -> None:
+    path = hub.root / "notes.md"
+    path.write_text("hello\n")
+    info = hub.open("notes.md", "text", "file")
+    client = await YClient(hub.room_url(info), kind="text").connect()
+    assert client.view.get() == "hello\n"
+    client.view._ysource += "world\n"  # type: ignore[union-attr]
+    await client.wait_for(lambda: path.read_text() == "hello\nworld\n")
+    await client.close()
+
+
+def test_session_endpoint_errors(hub: HubProcess) -> None:
+    write_notebook(hub.root / "nb.ipynb", notebook("1"))
+    first = hub.session("nb.ipynb")
+    assert first.status_code == 201
+    again = hub.session("nb.ipynb")
+    assert again.status_code == 200
+    assert again.json()["fileId"] == first.json()["fileId"]
+    assert again.json()["sessionId"] == first.json()["sessionId"]
+    assert not set("/?#") & set(first.json()["fileId"])
+    assert hub.session("missing.ipynb").status_code == 404
+    assert hub.session("nb.ipynb", "xml", "drawing").status_code == 400
+    assert hub.session("nb.ipynb", token="wrong").status_code == 401
+    r = httpx.put(
+        f"{hub.http_url}/api/collaboration/session/nb.ipynb",
+        json={"format": "json", "type": "notebook"},
+    )
+    assert r.status_code == 401
+    r = httpx.put(
+        f"{hub.http_url}/api/collaboration/session/nb.ipynb",
+        json={"format": "json", "type": "notebook"},
+        headers={"x-access-token": hub.token},
+    )
+    assert r.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["../outside.ipynb", "sub/../../outside.ipynb", "%2E%2E/outside.ipynb", "link/outside.ipynb"],
+)
+def test_path_traversal_refused(hub: HubProcess, path: str) -> None:
+    outside = hub.root.parent / "outside.ipynb"
+    write_notebook(outside, notebook("secret"))
+    (hub.root / "sub").mkdir(exist_ok=True)
+    link = hub.root / "link"
+    if not link.exists():
+        link.symlink_to(hub.root.parent)
+    r = hub.session(path)
+    assert r.status_code in (403, 404), r.text
+
+
+async def test_bad_token_closes_4401(hub: HubProcess) -> None:
+    write_notebook(hub.root / "nb.ipynb", notebook("1"))
+    info = hub.open("nb.ipynb")
+    client = YClient(hub.room_url(info, token="nope"))
+    await client.connect(wait_synced=False)
+    assert await client.wait_closed() == 4401
+    assert not client.synced.is_set()
+
+
+async def test_unknown_room_closes(hub: HubProcess) -> None:
+    client = YClient(f"{hub.ws_url}/api/collaboration/room/json:notebook:bm9wZQ?token={hub.token}")
+    await client.connect(wait_synced=False)
+    assert await client.wait_closed() == 4404
+    client = YClient(f"{hub.ws_url}/api/collaboration/room/svg:drawing:abc?token={hub.token}")
+    await client.connect(wait_synced=False)
+    assert await client.wait_closed() == 4400
+
+
+async def test_malformed_frame_closes_only_that_socket(hub: HubProcess) -> None:
+    write_notebook(hub.root / "nb.ipynb", notebook("1"))
+    info = hub.open("nb.ipynb")
+    good = await YClient(hub.room_url(info)).connect()
+    bad = await YClient(hub.room_url(info)).connect()
+    await bad.send_raw_bytes(b"\x00\x07garbage")
+    assert await bad.wait_closed() == 4400
+    assert bad.close_reason
+    await bad.close()
+    bad2 = await YClient(hub.room_url(info)).connect()
+    await bad2.send_raw_bytes(b"\x09")
+    assert await bad2.wait_closed() == 4400
+    # the other client keeps working
+    _append(good, 0, "2")
+    watcher = await YClient(hub.room_url(info)).connect()
+    await watcher.wait_for(lambda: watcher.sources() == ["12"])
+    await good.close()
+    await watcher.close()
+
+
+async def test_oversized_frame_closes_1009(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    proc = HubProcess(
+        root=root, data_dir=tmp_path / "data", env={"CS3COLLAB_MAX_FRAME_BYTES": "65536"}
+    ).start()
+    try:
+        write_notebook(root / "nb.ipynb", notebook("1"))
+        info = proc.open("nb.ipynb")
+        big = await YClient(proc.room_url(info)).connect()
+        _append(big, 0, "x" * 200_000)
+        assert await big.wait_closed() == 1009
+        # nothing of it was applied
+        other = await YClient(proc.room_url(info)).connect()
+        assert other.sources() == ["1"]
+        await other.close()
+    finally:
+        proc.stop()
+
+
+async def test_doc_size_limit_closes_4413(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    proc = HubProcess(
+        root=root, data_dir=tmp_path / "data", env={"CS3COLLAB_MAX_DOC_BYTES": "20000"}
+    ).start()
+    try:
+        write_notebook(root / "nb.ipynb", notebook("1"))
+        info = proc.open("nb.ipynb")
+        client = await YClient(proc.room_url(info)).connect()
+        _append(client, 0, "y" * 30_000)
+        assert await client.wait_closed() == 4413
+        other = await YClient(proc.room_url(info)).connect()
+        assert other.sources() == ["1"]
+        await other.close()
+    finally:
+        proc.stop()
+
+
+async def test_awareness_echoed_to_sender_and_others(hub: HubProcess) -> None:
+    write_notebook(hub.root / "nb.ipynb", notebook("1"))
+    info = hub.open("nb.ipynb")
+    a = await YClient(hub.room_url(info)).connect()
+    b = await YClient(hub.room_url(info)).connect()
+    frames_before = a.awareness_frames
+    await a.set_awareness({"user": {"name": "alice"}})
+    await b.wait_for(
+        lambda: any(s.get("user", {}).get("name") == "alice" for s in b.awareness.states.values())
+    )
+    # the sender gets its own state echoed: JupyterLab relies on it as a keep-alive
+    await a.wait_for(lambda: a.awareness_frames > frames_before)
+    await a.close()
+    # when alice leaves, bob is told
+    await b.wait_for(
+        lambda: (
+            not any(s.get("user", {}).get("name") == "alice" for s in b.awareness.states.values())
+        )
+    )
+    await b.close()
+
+
+async def test_metrics_and_health(hub: HubProcess) -> None:
+    write_notebook(hub.root / "nb.ipynb", notebook("1"))
+    info = hub.open("nb.ipynb")
+    client = await YClient(hub.room_url(info)).connect()
+    _append(client, 0, "2")
+    await client.wait_for(lambda: "12" in (hub.root / "nb.ipynb").read_text())
+    text = httpx.get(f"{hub.http_url}/metrics").text
+    assert "cs3collab_rooms 1.0" in text
+    assert "cs3collab_clients 1.0" in text
+    assert "cs3collab_snapshots_total" in text
+    assert httpx.get(f"{hub.http_url}/healthz").json() == {"status": "ok"}
+    await client.close()
