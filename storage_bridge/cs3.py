@@ -323,11 +323,16 @@ class CS3Storage:
 
     async def authenticate(self, username: str, password: str) -> str:
         """Basic login; the token to pass to every other method."""
-        resp = await self._checked(
-            "Authenticate",
-            gw_pb.AuthenticateRequest(type="basic", client_id=username, client_secret=password),
-            None,
-        )
+        try:
+            resp = await self._checked(
+                "Authenticate",
+                gw_pb.AuthenticateRequest(type="basic", client_id=username, client_secret=password),
+                None,
+            )
+        except Unavailable:
+            raise
+        except StorageError as exc:  # wrong password / unknown user, however reva words it
+            raise Unauthenticated(exc.message) from exc
         token: str = resp.token
         self._remember(token, user_from_cs3(resp.user))
         return token

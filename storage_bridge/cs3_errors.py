@@ -39,6 +39,7 @@ from storage_bridge.errors import (
 )
 
 # cs3.rpc.v1beta1.Code values (kept here so the mapping is readable without the stubs).
+CODE_INVALID = 0
 CODE_OK = 1
 CODE_CANCELLED = 2
 CODE_UNKNOWN = 3
@@ -69,6 +70,8 @@ CODE_NAMES = {
 
 # Markers of lock refusals reva reports as CODE_INTERNAL (see module doc).
 _INTERNAL_LOCK_MARKERS = ("error: aborted:", "error: locked", "mismatching lock", "not locked")
+# decomposedfs isLockModificationAllowed: another app/user holds the lock (PERMISSION_DENIED).
+_LOCK_OWNER_MARKERS = ("of the locks are mismatching", "lock holder and current user")
 
 
 class Op(Enum):
@@ -106,7 +109,7 @@ def status_error(
     if code == CODE_NOT_FOUND:
         return NotFound(text)
     if code == CODE_PERMISSION_DENIED:
-        if op is Op.LOCK and "lock" in low:
+        if op is Op.LOCK and any(m in low for m in _LOCK_OWNER_MARKERS):
             return Locked(text)
         return PermissionDenied(text)
     if code == CODE_UNAUTHENTICATED:
@@ -116,7 +119,7 @@ def status_error(
     if code == CODE_FAILED_PRECONDITION:
         if op is Op.UPLOAD and (if_match or "etag" in low):
             return PreconditionFailed(text)
-        if op is Op.MKDIR and "lock" not in low:
+        if op is Op.MKDIR and "locked" not in low:
             # decomposedfs CreateDir: "precondition failed: <parent>" = the parent is missing
             return NotFound(text)
         return Locked(text)
@@ -133,8 +136,15 @@ def status_error(
 
 def rpc_error(exc: grpc.RpcError, *, call: str) -> StorageError:
     """The typed error for a gRPC transport failure (the call never produced a CS3 status)."""
-    code = exc.code() if isinstance(exc, grpc.Call) else None
-    details = exc.details() if isinstance(exc, grpc.Call) else None
+    # grpc.aio.AioRpcError has code()/details() but is not a grpc.Call; sync errors are both.
+    code_fn = getattr(exc, "code", None)
+    details_fn = getattr(exc, "details", None)
+    code = code_fn() if callable(code_fn) else None
+    details = details_fn() if callable(details_fn) else None
+    if not isinstance(code, grpc.StatusCode):
+        code = None
+    if not isinstance(details, str):
+        details = None
     name = code.name if code is not None else "UNKNOWN"
     text = _text(call, f"grpc {name}", details or "")
     if code in (

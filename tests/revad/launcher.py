@@ -131,17 +131,22 @@ def render_configs(etc: Path, values: dict[str, str]) -> None:
 
 @dataclass
 class RevadHandle:
-    """A running revad. ``gateway`` is host:port (gRPC, plaintext)."""
+    """A revad started by ``start_revad``. ``gateway`` is host:port (gRPC, plaintext).
+
+    ``stop()`` ends it; ``restart()`` (or ``start()`` after ``stop()``) brings it back on the same
+    ports with the same data, so clients can reconnect (for "storage went away" tests).
+    """
 
     gateway: str
     data_http: str  # base URL of the storage-users data server (http://127.0.0.1:port)
     workdir: Path
     log_path: Path
     ports: dict[str, int]
-    process: subprocess.Popen[bytes] = field(repr=False)
+    binary: Path
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def alive(self) -> bool:
-        return self.process.poll() is None
+        return self.process is not None and self.process.poll() is None
 
     def log_tail(self, chars: int = 4000) -> str:
         try:
@@ -149,18 +154,51 @@ class RevadHandle:
         except OSError:
             return ""
 
+    def start(self, timeout: float = 60) -> None:
+        """Launch revad (if not running) and wait until einstein can log in and stat his home."""
+        if self.alive():
+            return
+        # An init() in a dependency (ocis-pkg/log) sets zerolog's *global* level from
+        # MICRO_LOG_LEVEL (default "error"), which silences revad's own logs; "trace" lets each
+        # config's [log] level decide.
+        env = dict(os.environ, TMPDIR=str(self.workdir / "tmp"), MICRO_LOG_LEVEL="trace")
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [str(self.binary), "-dev-dir", str(self.workdir / "etc")],
+                cwd=self.workdir,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,  # own process group: stop() kills exactly this group
+            )
+        try:
+            wait_ready(self, timeout)
+        except BaseException:
+            self.stop()
+            raise
+
     def stop(self, timeout: float = 15) -> None:
         """SIGTERM the process group, SIGKILL it if it does not exit in ``timeout`` s."""
-        if self.process.poll() is not None:
+        process = self.process
+        if process is None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
+        if process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=timeout)
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=timeout)
+        # Children that outlived the leader (none expected) go with the group.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+
+    def restart(self, timeout: float = 60) -> None:
+        self.stop()
+        self.start(timeout)
 
     def __enter__(self) -> RevadHandle:
         return self
@@ -169,7 +207,8 @@ class RevadHandle:
         self.stop()
 
 
-def _spawn(binary: Path, workdir: Path, log_level: str) -> RevadHandle:
+def _prepare(binary: Path, workdir: Path, log_level: str) -> RevadHandle:
+    """Pick free ports and render the configs; nothing is started yet."""
     ports = dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES)), strict=True))
     etc, data, tmp = workdir / "etc", workdir / "data", workdir / "tmp"
     for d in (data, tmp):
@@ -187,28 +226,13 @@ def _spawn(binary: Path, workdir: Path, log_level: str) -> RevadHandle:
         MACHINE_AUTH_API_KEY="cs3collab-test-machine-auth-api-key",
     )
     render_configs(etc, values)
-    log_path = workdir / "revad.log"
-    # An init() in a dependency (ocis-pkg/log) sets zerolog's *global* level from
-    # MICRO_LOG_LEVEL (default "error"), which silences revad's own logs; "trace" lets each
-    # config's [log] level decide.
-    env = dict(os.environ, TMPDIR=str(tmp), MICRO_LOG_LEVEL="trace")
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            [str(binary), "-dev-dir", str(etc)],
-            cwd=workdir,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,  # own process group: stop() kills exactly this group
-        )
     return RevadHandle(
         gateway=f"127.0.0.1:{ports['GATEWAY_GRPC']}",
         data_http=f"http://127.0.0.1:{ports['STORAGE_USERS_HTTP']}",
         workdir=workdir,
-        log_path=log_path,
+        log_path=workdir / "revad.log",
         ports=ports,
-        process=process,
+        binary=binary,
     )
 
 
@@ -239,9 +263,8 @@ def wait_ready(handle: RevadHandle, timeout: float) -> None:
         stub = gw_grpc.GatewayAPIStub(channel)
         while time.monotonic() < deadline:
             if not handle.alive():
-                raise RevadError(
-                    f"revad exited with {handle.process.returncode}:\n{handle.log_tail()}"
-                )
+                code = handle.process.returncode if handle.process else None
+                raise RevadError(f"revad exited with {code}:\n{handle.log_tail()}")
             why = _ready(stub) or ""
             if not why:
                 return
@@ -266,16 +289,12 @@ def start_revad(
     workdir.mkdir(parents=True, exist_ok=True)
     last: RevadError | None = None
     for _ in range(attempts):
-        handle = _spawn(binary, workdir, log_level)
+        handle = _prepare(binary, workdir, log_level)
         try:
-            wait_ready(handle, timeout)
+            handle.start(timeout)
         except RevadError as exc:
-            handle.stop()
             last = exc
             continue
-        except BaseException:
-            handle.stop()
-            raise
         return handle
     assert last is not None
     raise last
@@ -315,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
             "workdir": str(handle.workdir),
             "log": str(handle.log_path),
             "ports": handle.ports,
-            "pid": handle.process.pid,
+            "pid": handle.process.pid if handle.process else None,
         }
         print(json.dumps(info, indent=2), flush=True)
         while not stop and handle.alive():
