@@ -584,3 +584,104 @@ async def test_node_autosave_follows_awareness(hub, run_node) -> None:
     on_disk = nbformat.read(path, as_version=nbformat.NO_CONVERT)
     nbformat.validate(on_disk)
     assert cell_view(on_disk.cells) == [("cell-a", "code", "auto = 1\n# autosaved\n")]
+
+
+def restartable(hub: Any) -> None:
+    """The crash tests need HubProcess's kill9()/start()/data_dir beyond the basic API."""
+    if not all(hasattr(hub, attr) for attr in ("kill9", "start", "data_dir")):
+        pytest.skip("hub fixture cannot be killed and restarted")
+
+
+async def test_node_reconnects_after_hub_kill9_without_duplication(
+    hub, run_node, py_clients
+) -> None:
+    # JupyterLab keeps its Y.Doc across a hub crash and y-websocket reconnects to the same
+    # URL (old sessionId). The hub must come back with the same lineage and the merge of the
+    # client's history must not duplicate anything.
+    restartable(hub)
+    write_notebook(hub.root, "crash.ipynb", [("cell-a", "r = 1\n")])
+    session = await open_session(hub, "crash.ipynb")
+    py = await py_clients(hub, session, "py")
+    node = await run_node(
+        node_cfg(
+            hub,
+            session,
+            [
+                {"op": "appendText", "cellIndex": 0, "text": "# before crash\n"},
+                {"op": "waitForReconnect", "timeoutMs": 40_000},
+                {"op": "appendText", "cellIndex": 0, "text": "# after crash\n"},
+                {
+                    "op": "waitForText",
+                    "cellIndex": 0,
+                    "contains": "# py after crash",
+                    "timeoutMs": STEP_TIMEOUT_MS,
+                },
+                {"op": "dump"},
+                {"op": "close"},
+            ],
+            autosave=False,
+            reconnect=True,
+            totalTimeoutMs=90_000,
+        )
+    )
+    # Broadcast implies durable (DESIGN §5): once a peer has the edit, a crash keeps it.
+    await py.wait_for(
+        "node's edit before the crash", lambda: "# before crash" in str(py.nb.ycells[0]["source"])
+    )
+    hub.kill9()
+    await asyncio.to_thread(hub.start)
+
+    assert await open_session(hub, "crash.ipynb") == session  # same fileId, same lineage
+    py2 = await py_clients(hub, session, "py2")
+    await py2.wait_for(
+        "node's edit after the crash", lambda: "# after crash" in str(py2.nb.ycells[0]["source"])
+    )
+    await py2.edit(append_source(0, "# py after crash\n"))
+
+    rc = await node.wait_exit(within=90)
+    assert rc == 0, node.describe()
+    closes = node.named("closed")
+    assert closes and all(c["reconnecting"] for c in closes), node.describe()
+    assert all(c["code"] != 1003 for c in closes), node.describe()
+    expected = [("cell-a", "code", "r = 1\n# before crash\n# after crash\n# py after crash\n")]
+    assert cell_view(only(node.named("dump"), node)["notebook"]["cells"]) == expected
+    assert cell_view(py2.nb.get()["cells"]) == expected
+    assert cell_view((await py2.server_state())["cells"]) == expected
+
+
+async def test_node_reconnect_after_hub_state_loss_gets_1003(hub, run_node) -> None:
+    # If the hub loses its durable state it rebuilds rooms from storage under a new lineage;
+    # a reconnecting client with old history must be refused (1003 unknown_session), never
+    # merged (the cause of duplicated cells in jupyter-collaboration).
+    restartable(hub)
+    path = write_notebook(hub.root, "lost.ipynb", [("cell-a", "s = 1\n")])
+    before = path.read_bytes()
+    session = await open_session(hub, "lost.ipynb")
+    node = await run_node(
+        node_cfg(
+            hub,
+            session,
+            [
+                {"op": "appendText", "cellIndex": 0, "text": "# unsaved edit\n"},
+                {"op": "waitForReconnect", "timeoutMs": 40_000},
+                {"op": "dump"},
+            ],
+            autosave=False,
+            reconnect=True,
+            totalTimeoutMs=90_000,
+        )
+    )
+    await node.wait_event("textAppended")
+    hub.kill9()
+    shutil.rmtree(hub.data_dir)
+    await asyncio.to_thread(hub.start)
+
+    rc = await node.wait_exit(within=90)
+    assert rc == NODE_EXIT_SERVER_CLOSED, node.describe()
+    final = node.named("closed")[-1]
+    assert final["code"] == 1003 and not final.get("reconnecting"), node.describe()
+    assert json.loads(final["reason"])["reason"] == "unknown_session", node.describe()
+    assert not node.named("resynced") and not node.named("dump"), node.describe()
+    assert path.read_bytes() == before
+    fresh = await open_session(hub, "lost.ipynb")
+    assert fresh["sessionId"] != session["sessionId"]

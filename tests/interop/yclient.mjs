@@ -8,13 +8,20 @@
 // Input: one JSON object on argv[2], or on stdin when argv[2] is absent:
 //   {"wsBase": "ws://127.0.0.1:PORT/api/collaboration/room",
 //    "room": "json:notebook:<fileId>", "sessionId": "...", "token": "...",
-//    "autosave": true, "user": {"name": "node"},
+//    "autosave": true, "user": {"name": "node"}, "reconnect": false,
 //    "connectTimeoutMs": 10000, "totalTimeoutMs": 60000,
 //    "steps": [ {"op": ...}, ... ]}
 //
 // Output: one JSON line per event on stdout ({"event": "synced"}, ...).
 // Exit codes: 0 all steps done; 1 error or step timeout; 2 bad input;
 //             3 the server closed the socket (event "closed" carries code and reason).
+//
+// By default the first close the client did not ask for ends the process (exit 3), so a test
+// sees it instead of y-websocket's silent reconnect. With "reconnect": true the client behaves
+// like JupyterLab: it keeps its Y.Doc and lets y-websocket reconnect to the same URL (same
+// sessionId), except after a 1003 close (the docprovider disposes the model) or a
+// 4400/4404/4500 close before the first sync; each close prints {"event":"closed",...,
+// "reconnecting":true} and each later sync {"event":"resynced"}.
 //
 // Steps (every waiting step has a timeout, default 10000 ms):
 //   {"op":"insertCell","index":0,"source":"...","cellType":"code","id":"..."}
@@ -27,10 +34,12 @@
 //   {"op":"setAwareness","user":{"name":"node"},"fields":{...}}
 //   {"op":"waitForAwarenessFrom","name":"py","timeoutMs":10000}
 //   {"op":"waitForState","key":"dirty","value":false,"timeoutMs":10000}
+//   {"op":"waitForReconnect","closes":1,"timeoutMs":20000}  (needs "reconnect": true)
 //   {"op":"dump"}                      -> {"event":"dump","notebook":<ynb.toJSON()>}
 //   {"op":"save","id":1,"timeoutMs":10000} -> {"event":"saveReply", ...server JSON}
 //   {"op":"close","timeoutMs":5000}    -> {"event":"disconnected",...}, then exit 0
 
+import { EventEmitter } from 'node:events'
 import { readFileSync } from 'node:fs'
 import WS from 'ws'
 import * as encoding from 'lib0/encoding'
@@ -90,12 +99,13 @@ const readInput = () => {
  * Wait until `check()` returns a truthy value, re-checking on every document
  * transaction and awareness change. Rejects after `timeoutMs`.
  */
-const waitFor = (what, timeoutMs, check, { ydoc, awareness }) =>
+const waitFor = (what, timeoutMs, check, { ydoc, awareness, bus }) =>
   new Promise((resolve, reject) => {
     const cleanup = () => {
       clearTimeout(timer)
       ydoc.off('afterTransaction', onChange)
       if (awareness) awareness.off('change', onChange)
+      if (bus) bus.off('change', onChange)
     }
     const onChange = () => {
       let value
@@ -117,6 +127,7 @@ const waitFor = (what, timeoutMs, check, { ydoc, awareness }) =>
     }, timeoutMs)
     ydoc.on('afterTransaction', onChange)
     if (awareness) awareness.on('change', onChange)
+    if (bus) bus.on('change', onChange)
     onChange()
   })
 
@@ -139,6 +150,11 @@ const main = async () => {
   if (cfg.token) params.token = cfg.token
 
   let closingByClient = false
+  const reconnect = cfg.reconnect ?? false
+  const bus = new EventEmitter() // connection lifecycle changes, for waitFor()
+  let closeCount = 0
+  let syncCount = 0
+  let syncedSinceLastClose = false
   const provider = new WebsocketProvider(cfg.wsBase, cfg.room, ydoc, {
     disableBc: true,
     params,
@@ -160,9 +176,27 @@ const main = async () => {
         resolve(fields)
         return
       }
-      provider.shouldConnect = false
-      finish(EXIT_SERVER_CLOSED, 'closed', { ...fields, synced: provider.synced })
+      const fatal =
+        !reconnect ||
+        fields.code === 1003 ||
+        ([4400, 4404, 4500].includes(fields.code) && syncCount === 0)
+      if (fatal) {
+        provider.shouldConnect = false
+        finish(EXIT_SERVER_CLOSED, 'closed', { ...fields, synced: syncCount > 0 })
+        return
+      }
+      closeCount++
+      syncedSinceLastClose = false
+      emit('closed', { ...fields, synced: syncCount > 0, reconnecting: true })
+      bus.emit('change')
     })
+  })
+  provider.on('sync', (isSynced) => {
+    if (!isSynced) return
+    syncCount++
+    syncedSinceLastClose = true
+    if (syncCount > 1) emit('resynced', { cells: ynb.cells.length })
+    bus.emit('change')
   })
 
   await new Promise((resolve, reject) => {
@@ -183,7 +217,7 @@ const main = async () => {
   emit('synced', { clientId: ydoc.clientID, cells: ynb.cells.length })
 
   let saveCounter = 0
-  const ctx = { ydoc, awareness }
+  const ctx = { ydoc, awareness, bus }
   const getCell = (index) => {
     const cell = ynb.cells[index]
     if (!cell) throw new Error(`no cell at index ${index} (notebook has ${ynb.cells.length})`)
@@ -289,6 +323,18 @@ const main = async () => {
             ctx
           )
           emit('state', { state: ystate.toJSON() })
+          break
+        }
+        case 'waitForReconnect': {
+          if (!reconnect) throw new Error('waitForReconnect needs "reconnect": true')
+          const closes = step.closes ?? 1
+          await waitFor(
+            `a reconnect and resync after ${closes} close(s)`,
+            timeoutMs,
+            () => closeCount >= closes && syncedSinceLastClose && provider.synced,
+            ctx
+          )
+          emit('reconnected', { closes: closeCount, syncs: syncCount, cells: ynb.cells.length })
           break
         }
         case 'dump': {
