@@ -37,7 +37,7 @@
 //   {"op":"waitForReconnect","closes":1,"timeoutMs":20000}  (needs "reconnect": true)
 //   {"op":"dump"}                      -> {"event":"dump","notebook":<ynb.toJSON()>}
 //   {"op":"save","id":1,"timeoutMs":10000} -> {"event":"saveReply", ...server JSON}
-//   {"op":"close","timeoutMs":5000}    -> {"event":"disconnected",...}, then exit 0
+//   {"op":"close","timeoutMs":10000}   -> {"event":"disconnected",...}, then exit 0
 
 import { EventEmitter } from 'node:events'
 import { readFileSync } from 'node:fs'
