@@ -433,7 +433,8 @@ class CS3Storage:
     async def stat(self, token: str, ref: Ref) -> Resource:
         await self.whoami(token)
         info = await self._stat_info(token, ref)
-        return await self._resource(token, info, None if isinstance(ref, ResourceId) else ref)
+        path = None if isinstance(ref, ResourceId) else _normpath(ref)
+        return await self._resource(token, info, path)
 
     async def _id_ref(self, token: str, ref: Ref) -> Any:
         """An id-based reference (reva v2's gateway resolves lock calls only for those)."""

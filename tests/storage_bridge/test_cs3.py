@@ -109,6 +109,12 @@ async def test_stat_by_id_reports_an_absolute_path(
     assert ResourceId.from_file_id(st.id.to_file_id()) == st.id
 
 
+async def test_paths_are_normalized(storage: CS3Storage, einstein: str, workdir: str) -> None:
+    created = await storage.create(einstein, f"{workdir}//sub/../p.ipynb", NB)
+    assert created.path == f"{workdir}/p.ipynb"
+    assert (await storage.stat(einstein, f"{workdir}/./p.ipynb")).path == f"{workdir}/p.ipynb"
+
+
 async def test_empty_files(storage: CS3Storage, einstein: str, workdir: str) -> None:
     # reva refuses a 0-byte PUT; an Upload-Length 0 upload completes in InitiateFileUpload.
     created = await storage.create(einstein, f"{workdir}/empty.txt", b"")
