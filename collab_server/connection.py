@@ -29,8 +29,16 @@ class Socket(Protocol):
 
 class Connection:
     def __init__(
-        self, socket: Socket, *, user: User, token: str, can_write: bool, queue_max: int
+        self,
+        socket: Socket,
+        *,
+        user: User,
+        token: str,
+        can_write: bool,
+        queue_max: int,
+        send_timeout: float = 30.0,
     ) -> None:
+        self._send_timeout = send_timeout
         self.id = next(_ids)
         self.socket = socket
         self.user = user
@@ -48,7 +56,7 @@ class Connection:
 
     def send(self, data: bytes) -> bool:
         """Queue a frame; False if the client is gone or too slow (it is then being closed)."""
-        if self._closed.is_set():
+        if self._closed.is_set() or self.close_code is not None:
             return False
         try:
             self._queue.put_nowait(data)
@@ -68,8 +76,15 @@ class Connection:
                 data = await self._queue.get()
                 if data is None:
                     break
-                await self.socket.send(data)
-        except Exception:  # the peer went away mid-send; the reader notices too
+                # A peer that stops reading blocks send() on TCP backpressure; give up on it.
+                await asyncio.wait_for(self.socket.send(data), self._send_timeout)
+        except TimeoutError:
+            self.overflowed = True
+            self.close_code = self.close_code or CloseCode.TOO_MANY
+            log.warning("client stopped reading", extra=kv(user=self.user.id, client=self.id))
+            self._closed.set()
+            return
+        except Exception:  # the peer went away mid-send
             self._closed.set()
             return
         await self._do_close()
@@ -91,8 +106,10 @@ class Connection:
         self._closed.set()
         code = self.close_code or CloseCode.NORMAL
         try:
-            await self.socket.close(code, getattr(self, "_close_reason", ""))
-        except Exception:  # already closed by the peer
+            await asyncio.wait_for(
+                self.socket.close(code, getattr(self, "_close_reason", "")), self._send_timeout
+            )
+        except Exception:  # already closed by the peer, or it does not read any more
             pass
 
     async def close(self, code: int, reason: str) -> None:

@@ -236,29 +236,26 @@ class Hub:
             token=principal.token,
             can_write=access is Access.EDIT,
             queue_max=self.settings.send_queue_max,
+            send_timeout=self.settings.send_timeout,
         )
         room.add_client(conn)
         self.metrics.clients.inc()
-        writer = asyncio.get_running_loop().create_task(conn.run_writer())
+        loop = asyncio.get_running_loop()
+        writer = loop.create_task(conn.run_writer())
+        reader = loop.create_task(self._read_loop(socket, room, conn))
         log.info("client joined", extra=kv(room=room.key, user=principal.user.id, client=conn.id))
         try:
-            while not conn.closed and conn.close_code is None:
-                data = await socket.receive()
-                if data is None:
-                    conn.mark_gone()
-                    break
-                try:
-                    await room.receive(conn, parse_frame(data))
-                except ProtocolError as exc:
-                    self.metrics.closes.labels(str(CloseCode.BAD_REQUEST)).inc()
-                    conn.close_now(CloseCode.BAD_REQUEST, str(exc)[:123])
-                    break
-        finally:
-            room.remove_client(conn)
-            self.metrics.clients.dec()
+            # Either side may end the connection: the peer (reader) or a failed/slow send (writer).
+            await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+            if not reader.done():
+                reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
             if conn.close_code is None:
                 conn.mark_gone()
             await writer
+        finally:
+            room.remove_client(conn)
+            self.metrics.clients.dec()
             if conn.overflowed:
                 self.metrics.slow_clients.inc()
             self.rooms.release(room)
@@ -268,6 +265,19 @@ class Hub:
                     room=room.key, user=principal.user.id, client=conn.id, code=conn.close_code
                 ),
             )
+
+    async def _read_loop(self, socket: ReceivingSocket, room: Room, conn: Connection) -> None:
+        while conn.close_code is None:
+            data = await socket.receive()
+            if data is None:
+                conn.mark_gone()
+                return
+            try:
+                await room.receive(conn, parse_frame(data))
+            except ProtocolError as exc:
+                self.metrics.closes.labels(str(CloseCode.BAD_REQUEST)).inc()
+                conn.close_now(CloseCode.BAD_REQUEST, str(exc)[:123])
+                return
 
     async def aclose(self) -> None:
         await self.rooms.close_all()

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,4 +18,19 @@ def hub(tmp_path: Path) -> Iterator[HubProcess]:
     try:
         yield proc
     finally:
+        proc.stop()
+
+
+@pytest.fixture
+def hubs() -> Iterator[Callable[..., HubProcess]]:
+    """Start hubs with custom settings; every one is stopped at teardown, even on failure."""
+    started: list[HubProcess] = []
+
+    def start(**kwargs: Any) -> HubProcess:
+        proc = HubProcess(**kwargs)
+        started.append(proc)
+        return proc.start()
+
+    yield start
+    for proc in started:
         proc.stop()

@@ -167,6 +167,10 @@ class YClient:
         ytext = self.view.ycells[index]["source"]
         ytext.insert(len(ytext), text)
 
+    def source_length(self, index: int) -> int:
+        assert isinstance(self.view, YNotebook)
+        return len(self.view.ycells[index]["source"])
+
     def notebook(self) -> dict[str, Any]:
         assert isinstance(self.view, YNotebook)
         return self.view.get()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.hubproc import HubProcess, notebook, write_notebook
@@ -19,12 +20,14 @@ def _ids(client: YClient) -> list[str]:
     return [c["id"] for c in client.notebook()["cells"]]
 
 
-async def test_kill9_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> None:
+async def test_kill9_loses_nothing_and_duplicates_nothing(
+    tmp_path: Path, hubs: Callable[..., HubProcess]
+) -> None:
     root = tmp_path / "root"
     data = tmp_path / "data"
     # a snapshot debounce far beyond the test: only the update log can save the edits
     env = {"CS3COLLAB_SNAPSHOT_DEBOUNCE": "600", "CS3COLLAB_SNAPSHOT_MAX_DEBOUNCE": "600"}
-    hub = HubProcess(root=root, data_dir=data, env=env).start()
+    hub = hubs(root=root, data_dir=data, env=env)
     write_notebook(root / "nb.ipynb", notebook("first", "second"))
     info = hub.open("nb.ipynb")
     writer = await YClient(hub.room_url(info)).connect()
@@ -44,7 +47,7 @@ async def test_kill9_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> Non
     await writer.close()
     await observer.close()
 
-    hub2 = HubProcess(root=root, data_dir=data, port=hub.port, env=env).start()
+    hub2 = hubs(root=root, data_dir=data, port=hub.port, env=env)
     try:
         # same lineage is offered again
         assert hub2.open("nb.ipynb")["sessionId"] == info["sessionId"]
@@ -67,10 +70,12 @@ async def test_kill9_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> Non
         hub2.stop()
 
 
-async def test_lost_log_changes_lineage_and_closes_1003(tmp_path: Path) -> None:
+async def test_lost_log_changes_lineage_and_closes_1003(
+    tmp_path: Path, hubs: Callable[..., HubProcess]
+) -> None:
     root = tmp_path / "root"
     data = tmp_path / "data"
-    hub = HubProcess(root=root, data_dir=data).start()
+    hub = hubs(root=root, data_dir=data)
     write_notebook(root / "nb.ipynb", notebook("one"))
     info = hub.open("nb.ipynb")
     client = await YClient(hub.room_url(info)).connect()
@@ -80,7 +85,7 @@ async def test_lost_log_changes_lineage_and_closes_1003(tmp_path: Path) -> None:
     hub.kill9()
     shutil.rmtree(data)
 
-    hub2 = HubProcess(root=root, data_dir=data, port=hub.port).start()
+    hub2 = hubs(root=root, data_dir=data, port=hub.port)
     try:
         info2 = hub2.open("nb.ipynb")
         assert info2["sessionId"] != info["sessionId"]
@@ -99,14 +104,16 @@ async def test_lost_log_changes_lineage_and_closes_1003(tmp_path: Path) -> None:
         hub2.stop()
 
 
-async def test_room_unloads_after_grace_with_final_snapshot(tmp_path: Path) -> None:
+async def test_room_unloads_after_grace_with_final_snapshot(
+    tmp_path: Path, hubs: Callable[..., HubProcess]
+) -> None:
     root = tmp_path / "root"
     env = {
         "CS3COLLAB_UNLOAD_GRACE": "0.5",
         "CS3COLLAB_SNAPSHOT_DEBOUNCE": "600",
         "CS3COLLAB_SNAPSHOT_MAX_DEBOUNCE": "600",
     }
-    hub = HubProcess(root=root, data_dir=tmp_path / "data", env=env).start()
+    hub = hubs(root=root, data_dir=tmp_path / "data", env=env)
     try:
         write_notebook(root / "nb.ipynb", notebook("u"))
         info = hub.open("nb.ipynb")

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import os
+import socket
+from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import nbformat
@@ -75,14 +80,16 @@ async def test_snapshot_reaches_disk_valid_and_state_clean(hub: HubProcess) -> N
     await client.close()
 
 
-async def test_save_request_replies_and_writes(hub: HubProcess) -> None:
+async def test_save_request_replies_and_writes(
+    hub: HubProcess, hubs: Callable[..., HubProcess]
+) -> None:
     hub.stop()
     # long debounce, so only the explicit save can have written the file
-    slow = HubProcess(
+    slow = hubs(
         root=hub.root,
         data_dir=hub.data_dir,
         env={"CS3COLLAB_SNAPSHOT_DEBOUNCE": "60", "CS3COLLAB_SNAPSHOT_MAX_DEBOUNCE": "120"},
-    ).start()
+    )
     try:
         path = slow.root / "nb.ipynb"
         write_notebook(path, notebook("s = 1"))
@@ -187,12 +194,10 @@ async def test_malformed_frame_closes_only_that_socket(hub: HubProcess) -> None:
     await watcher.close()
 
 
-async def test_oversized_frame_closes_1009(tmp_path: Path) -> None:
+async def test_oversized_frame_closes_1009(tmp_path: Path, hubs: Callable[..., HubProcess]) -> None:
     root = tmp_path / "root"
     root.mkdir()
-    proc = HubProcess(
-        root=root, data_dir=tmp_path / "data", env={"CS3COLLAB_MAX_FRAME_BYTES": "65536"}
-    ).start()
+    proc = hubs(root=root, data_dir=tmp_path / "data", env={"CS3COLLAB_MAX_FRAME_BYTES": "65536"})
     try:
         write_notebook(root / "nb.ipynb", notebook("1"))
         info = proc.open("nb.ipynb")
@@ -207,12 +212,10 @@ async def test_oversized_frame_closes_1009(tmp_path: Path) -> None:
         proc.stop()
 
 
-async def test_doc_size_limit_closes_4413(tmp_path: Path) -> None:
+async def test_doc_size_limit_closes_4413(tmp_path: Path, hubs: Callable[..., HubProcess]) -> None:
     root = tmp_path / "root"
     root.mkdir()
-    proc = HubProcess(
-        root=root, data_dir=tmp_path / "data", env={"CS3COLLAB_MAX_DOC_BYTES": "20000"}
-    ).start()
+    proc = hubs(root=root, data_dir=tmp_path / "data", env={"CS3COLLAB_MAX_DOC_BYTES": "20000"})
     try:
         write_notebook(root / "nb.ipynb", notebook("1"))
         info = proc.open("nb.ipynb")
@@ -260,3 +263,62 @@ async def test_metrics_and_health(hub: HubProcess) -> None:
     assert "cs3collab_snapshots_total" in text
     assert httpx.get(f"{hub.http_url}/healthz").json() == {"status": "ok"}
     await client.close()
+
+
+def _stalled_websocket(url: str) -> socket.socket:
+    """A real TCP peer that completes the websocket handshake and then never reads."""
+    parts = urlsplit(url)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: small window
+    sock.connect((parts.hostname, parts.port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        (
+            f"GET {parts.path}?{parts.query} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return sock
+
+
+async def test_slow_client_is_dropped_and_others_keep_going(
+    tmp_path: Path, hubs: Callable[..., HubProcess]
+) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    proc = hubs(
+        root=root,
+        data_dir=tmp_path / "data",
+        env={"CS3COLLAB_SEND_QUEUE_MAX": "8", "CS3COLLAB_SEND_TIMEOUT": "2"},
+    )
+    try:
+        write_notebook(root / "nb.ipynb", notebook("0"))
+        info = proc.open("nb.ipynb")
+        stalled = _stalled_websocket(proc.room_url(info))
+        writer = await YClient(proc.room_url(info)).connect()
+        reader = await YClient(proc.room_url(info)).connect()
+        # paced so that a healthy client keeps up, while the stalled socket fills up
+        chunk = 100_000
+        for i in range(40):
+            writer.append_source(0, "z" * chunk)
+            want = 1 + (i + 1) * chunk
+            await reader.wait_for(lambda want=want: reader.source_length(0) == want, 30)
+
+        def dropped() -> bool:
+            return "cs3collab_slow_clients_total 1.0" in httpx.get(f"{proc.http_url}/metrics").text
+
+        await reader.wait_for(dropped, 30)
+        # the healthy clients are unaffected and the room still accepts edits
+        writer.append_source(0, "END")
+        await reader.wait_for(lambda: reader.sources()[0].endswith("END"))
+        assert "cs3collab_clients 2.0" in httpx.get(f"{proc.http_url}/metrics").text
+        stalled.close()
+        await writer.close()
+        await reader.close()
+    finally:
+        proc.stop()
