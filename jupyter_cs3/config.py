@@ -1,0 +1,85 @@
+"""Server-side settings of the jupyter_cs3 extension (Jupyter config: ``c.CS3Config.*``).
+
+Credentials live here and only here: the browser never sees the CS3 token or password.
+"""
+
+from __future__ import annotations
+
+from traitlets import Bool, Enum, Float, Integer, Unicode
+from traitlets.config import Configurable
+
+
+class CS3Config(Configurable):
+    """Where the user's files are and where the collaboration hub is."""
+
+    storage = Enum(
+        ["cs3", "local"],
+        default_value="cs3",
+        config=True,
+        help="Storage backend: 'cs3' (a Reva gateway over gRPC) or 'local' (a folder).",
+    )
+    gateway = Unicode(
+        "127.0.0.1:19000", config=True, help="CS3 gateway host:port (gRPC), cs3 storage only."
+    )
+    gateway_tls = Bool(False, config=True, help="Use TLS to reach the gateway.")
+    gateway_ca_file = Unicode(
+        "", config=True, help="PEM bundle to verify the gateway and data servers (TLS)."
+    )
+    timeout = Float(10.0, config=True, help="Per gRPC call timeout, seconds.")
+
+    username = Unicode("", config=True, help="CS3 user for basic auth (with password).")
+    password = Unicode("", config=True, help="CS3 password for basic auth.")
+    token = Unicode(
+        "",
+        config=True,
+        help="A CS3 access token (instead of username/password). With local storage: unused.",
+    )
+
+    root = Unicode(
+        "",
+        config=True,
+        help=(
+            "cs3: the CS3 path shown as the file browser's top folder (default: the user's "
+            "home, /users/<user id>). local: the folder served (default: the server's root_dir)."
+        ),
+    )
+    data_dir = Unicode(
+        "",
+        config=True,
+        help="local storage only: the hub's data dir (file-id index); default <root>/.cs3collab",
+    )
+    shares_folder = Unicode(
+        "Shares",
+        config=True,
+        help="Name of the top-level folder listing the shares the user received (cs3 only).",
+    )
+    auto_accept_shares = Bool(
+        True,
+        config=True,
+        help="Accept pending received shares when the shares folder is listed (cs3 only).",
+    )
+
+    hub_url = Unicode(
+        "http://127.0.0.1:8900",
+        config=True,
+        help="Base URL of the cs3collab hub (http[s]://host:port[/prefix]).",
+    )
+    hub_token = Unicode(
+        "",
+        config=True,
+        help=(
+            "Token for the hub. Default: the user's CS3 token (cs3 storage); with local storage "
+            "the hub's static token must be given here."
+        ),
+    )
+    hub_timeout = Float(30.0, config=True, help="Timeout of calls to the hub, seconds.")
+    max_message_size = Integer(
+        64 * 1024 * 1024,
+        config=True,
+        help="Largest websocket frame relayed between the browser and the hub, bytes.",
+    )
+    manage_contents = Bool(
+        True,
+        config=True,
+        help="Replace the server's contents manager with the CS3 one (the file browser shows CS3).",
+    )

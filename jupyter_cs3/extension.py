@@ -1,0 +1,69 @@
+"""The Jupyter server extension: wires contents, collaboration relay and shares REST.
+
+Enabled by ``etc/jupyter/jupyter_server_config.d/jupyter_cs3.json`` (installed with the
+package), which also disables ``jupyter_server_ydoc``: its routes are the same as ours.
+"""
+
+from __future__ import annotations
+
+from jupyter_server.extension.application import ExtensionApp
+from jupyter_server.serverapp import ServerApp
+
+from jupyter_cs3 import shares
+from jupyter_cs3.backend import Backend
+from jupyter_cs3.collab import HubClient, LocalAwareness, RoomHandler, SessionHandler
+from jupyter_cs3.config import CS3Config
+from jupyter_cs3.contents import CS3ContentsManager
+
+
+class CS3Extension(ExtensionApp):
+    name = "jupyter_cs3"
+    description = "JupyterLab on CS3 storage, co-editing through the cs3collab hub"
+    classes = [CS3Config]
+
+    def _link_jupyter_server_extension(self, serverapp: ServerApp) -> None:
+        super()._link_jupyter_server_extension(serverapp)
+        # Runs before the ServerApp builds its contents manager.
+        if CS3Config(config=serverapp.config).manage_contents:
+            serverapp.contents_manager_class = CS3ContentsManager
+
+    def initialize_settings(self) -> None:
+        assert self.serverapp is not None
+        cm = self.serverapp.contents_manager
+        backend: Backend
+        if isinstance(cm, CS3ContentsManager) and cm.backend is not None:
+            backend = cm.backend
+        else:
+            backend = Backend(
+                CS3Config(config=self.serverapp.config), local_root=self.serverapp.root_dir
+            )
+        self.backend = backend
+        self.hub_client = HubClient(backend)
+        # Global settings: handlers of other extensions see them too (ours need them).
+        self.serverapp.web_app.settings.update(cs3_backend=backend, cs3_hub_client=self.hub_client)
+        self.log.info(
+            "jupyter_cs3: %s storage%s, hub %s",
+            backend.kind,
+            f" at {backend.config.gateway}" if backend.kind == "cs3" else "",
+            backend.config.hub_url,
+        )
+
+    def initialize_handlers(self) -> None:
+        # Patterns get the server's base_url prepended (no extension namespace), so the URLs
+        # are exactly the ones JupyterLab's docprovider calls.
+        awareness = LocalAwareness()
+        self.handlers.extend(
+            [
+                (r"/api/collaboration/session/(.*)", SessionHandler),
+                (
+                    r"/api/collaboration/room/(.*)",
+                    RoomHandler,
+                    {"backend": self.backend, "awareness": awareness},
+                ),
+                *shares.handlers("/api/cs3"),
+            ]
+        )
+
+    async def stop_extension(self) -> None:
+        await self.hub_client.aclose()
+        await self.backend.aclose()
