@@ -71,13 +71,17 @@ def build_storage(settings: Settings) -> Storage:
 
         settings.root.mkdir(parents=True, exist_ok=True)
         return LocalStorage(settings.root, settings.state_dir)
-    from storage_bridge.cs3 import CS3Storage
+    from storage_bridge.cs3 import CS3Settings, CS3Storage
 
     return CS3Storage(
-        settings.gateway,
-        tls=settings.gateway_tls,
-        ca_file=settings.gateway_ca_file,
-        timeout=settings.storage_timeout,
+        CS3Settings(
+            gateway=settings.gateway,
+            tls=settings.gateway_tls,
+            ca_file=str(settings.gateway_ca_file) if settings.gateway_ca_file else None,
+            timeout=settings.storage_timeout,
+            # The room's lock must outlive any one editor: any editor in the room may refresh it.
+            lock_with_user=False,
+        )
     )
 
 

@@ -252,6 +252,10 @@ class Room:
     def remove_client(self, conn: Connection) -> None:
         self.clients.discard(conn)
         self.last_activity = time.monotonic()
+        if conn.can_write and not any(c.can_write for c in self.clients):
+            # With CS3 a snapshot needs an editor's token, and tokens expire: write now,
+            # while the last editor's token is fresh, rather than at the end of the grace.
+            self.snapshotter.flush_soon()
         if conn.awareness_ids:
             ids = [i for i in conn.awareness_ids if i in self.awareness.states]
             self.awareness.remove_awareness_states(ids, conn)

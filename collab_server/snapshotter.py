@@ -78,6 +78,11 @@ class Snapshotter:
             self._timer.cancel()
         self._timer = asyncio.get_running_loop().call_at(when, self._fire)
 
+    def flush_soon(self) -> None:
+        """Write now instead of at the end of the debounce (if anything is pending)."""
+        if self.dirty and not self._closed and not self._failures:
+            self._arm(asyncio.get_running_loop().time())
+
     def _fire(self) -> None:
         self._timer = None
         if not self._autosave():

@@ -239,6 +239,11 @@ class CS3Storage:
             ("grpc.max_receive_message_length", s.max_message_bytes),
             ("grpc.max_send_message_length", s.max_message_bytes),
             ("grpc.keepalive_time_ms", 30_000),
+            # gRPC's default reconnect backoff grows to 120 s after a few refused connects, so
+            # a gateway back from a restart would stay unused for minutes: cap it at 2 s.
+            ("grpc.initial_reconnect_backoff_ms", 200),
+            ("grpc.min_reconnect_backoff_ms", 200),
+            ("grpc.max_reconnect_backoff_ms", 2_000),
         ]
         if s.tls:
             root = None

@@ -8,6 +8,8 @@ import pytest
 
 from tests.hubproc import HubProcess
 
+pytest_plugins = ["tests.revad.fixture", "tests.revad.sharing"]
+
 
 @pytest.fixture
 def hub(tmp_path: Path) -> Iterator[HubProcess]:

@@ -25,7 +25,6 @@ from storage_bridge.types import ResourceId
 from tests.revad.launcher import USERS, RevadHandle, home_path, start_revad
 from tests.storage_bridge.contract import APP, NB, new_lock_id
 
-pytest_plugins = ["tests.revad.fixture"]
 pytestmark = pytest.mark.revad
 
 

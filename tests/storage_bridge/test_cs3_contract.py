@@ -11,7 +11,6 @@ from storage_bridge.cs3 import CS3Storage
 from tests.revad.launcher import USERS, RevadHandle, home_path
 from tests.storage_bridge.contract import StorageContract
 
-pytest_plugins = ["tests.revad.fixture"]
 pytestmark = pytest.mark.revad
 
 

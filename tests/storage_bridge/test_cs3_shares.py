@@ -3,88 +3,37 @@ same resource id (so the hub puts them in one room) and their role's permissions
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-
 import pytest
 
 from storage_bridge.cs3 import CS3Settings, CS3Storage
 from storage_bridge.cs3_shares import (
-    accept_received_share,
-    create_share,
     find_users,
     get_user,
-    list_received_shares,
     list_shares,
-    received_share_path,
     remove_share,
 )
 from storage_bridge.errors import Locked, NotFound, PermissionDenied
-from storage_bridge.types import Resource
 from tests.revad.launcher import USERS, RevadHandle, home_path
+from tests.revad.sharing import Shared, Tokens
 from tests.storage_bridge.contract import APP, NB, new_lock_id
 
-pytest_plugins = ["tests.revad.fixture"]
 pytestmark = pytest.mark.revad
 
 
+# Short local names for the plugin fixtures of tests/revad/sharing.py.
 @pytest.fixture
-async def storage(revad: RevadHandle) -> AsyncIterator[CS3Storage]:
-    storage = CS3Storage(revad.gateway)
-    yield storage
-    await storage.aclose()
-
-
-@dataclass
-class Tokens:
-    einstein: str
-    marie: str
-    richard: str
-    admin: str
+def storage(cs3_storage: CS3Storage) -> CS3Storage:
+    return cs3_storage
 
 
 @pytest.fixture
-async def tokens(storage: CS3Storage) -> Tokens:
-    return Tokens(
-        **{name: await storage.authenticate(name, USERS[name][0]) for name in USERS}  # type: ignore[arg-type]
-    )
-
-
-@dataclass
-class Shared:
-    """einstein's notebook shared with marie (editor) and richard (viewer), both accepted."""
-
-    owner: Resource
-    marie_path: str
-    richard_path: str
-    marie_share: str
-    richard_share: str
+def tokens(cs3_tokens: Tokens) -> Tokens:
+    return cs3_tokens
 
 
 @pytest.fixture
-async def shared(storage: CS3Storage, tokens: Tokens) -> Shared:
-    name = f"nb-{uuid.uuid4().hex[:8]}.ipynb"
-    owner = await storage.create(tokens.einstein, f"{home_path('einstein')}/{name}", NB)
-    to_marie = await create_share(storage, tokens.einstein, owner.path, "marie", "editor")
-    to_richard = await create_share(
-        storage, tokens.einstein, owner.id, USERS["richard"][1], "viewer"
-    )
-    assert (to_marie.role, to_richard.role) == ("editor", "viewer")
-    assert to_marie.resource_id == owner.id
-    assert to_marie.grantee == USERS["marie"][1]
-
-    paths = {}
-    for user, share in (("marie", to_marie), ("richard", to_richard)):
-        token = getattr(tokens, user)
-        received = {r.share.id: r for r in await list_received_shares(storage, token)}
-        assert received[share.id].state == "pending"
-        assert received[share.id].share.resource_id == owner.id
-        accepted = await accept_received_share(storage, token, share.id)
-        assert accepted.state == "accepted"
-        assert accepted.mount_point
-        paths[user] = received_share_path(storage, USERS[user][1], accepted.mount_point)
-    return Shared(owner, paths["marie"], paths["richard"], to_marie.id, to_richard.id)
+def shared(cs3_shared: Shared) -> Shared:
+    return cs3_shared
 
 
 async def test_editor_sees_same_id_and_may_write(
