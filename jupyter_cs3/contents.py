@@ -22,7 +22,7 @@ import nbformat as _nbformat
 from jupyter_server.services.contents.checkpoints import AsyncCheckpoints
 from jupyter_server.services.contents.manager import AsyncContentsManager
 from tornado.web import HTTPError
-from traitlets import Instance, Type
+from traitlets import Instance, Type, default
 
 from jupyter_cs3.backend import Backend
 from jupyter_cs3.config import CS3Config
@@ -95,6 +95,12 @@ class CS3ContentsManager(AsyncContentsManager):
 
     backend = Instance(Backend, allow_none=True)
     checkpoints_class = Type(NoCheckpoints, klass=AsyncCheckpoints, config=True)
+
+    @default("files_handler_params")
+    def _files_handler_params_default(self) -> dict[str, Any]:
+        # /files/ is served from this manager's get(); the static-file base class only needs a
+        # path to initialise.
+        return {"path": self.root_dir}
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

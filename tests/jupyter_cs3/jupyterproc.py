@@ -70,6 +70,11 @@ class JupyterProcess:
         return config
 
     def start(self, timeout: float = 60.0) -> JupyterProcess:
+        self.launch()
+        return self.wait_ready(timeout)
+
+    def launch(self) -> None:
+        """Start the process without waiting (``wait_ready`` waits); lets servers boot together."""
         confdir = self.workdir / "config"
         confdir.mkdir(parents=True, exist_ok=True)
         (confdir / "jupyter_server_config.json").write_text(json.dumps(self.config(), indent=1))
@@ -91,6 +96,9 @@ class JupyterProcess:
             env=env,
             start_new_session=True,
         )
+
+    def wait_ready(self, timeout: float = 60.0) -> JupyterProcess:
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -149,3 +157,17 @@ class JupyterProcess:
             f"{self.ws_url}/api/collaboration/room/{info['format']}:{info['type']}:"
             f"{info['fileId']}?sessionId={sid}&token={self.token}"
         )
+
+
+def start_all(servers: list[JupyterProcess], timeout: float = 90.0) -> list[JupyterProcess]:
+    """Boot several servers at once (each takes a few CPU-bound seconds to import)."""
+    for server in servers:
+        server.launch()
+    try:
+        for server in servers:
+            server.wait_ready(timeout)
+    except BaseException:
+        for server in servers:
+            server.stop()
+        raise
+    return servers

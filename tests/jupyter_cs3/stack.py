@@ -1,0 +1,86 @@
+"""The whole topology as processes on loopback: revad (from the session fixture), one hub on
+CS3, and one real Jupyter server per CS3 user, each logged in as that user."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.hubproc import HubProcess
+from tests.jupyter_cs3.jupyterproc import JupyterProcess
+from tests.revad.launcher import USERS, RevadHandle
+
+EMPTY_NB: dict[str, Any] = {
+    "cells": [
+        {
+            "cell_type": "code",
+            "execution_count": None,
+            "id": "first",
+            "metadata": {},
+            "outputs": [],
+            "source": "",
+        }
+    ],
+    "metadata": {},
+    "nbformat": 4,
+    "nbformat_minor": 5,
+}
+
+
+@dataclass
+class Stack:
+    revad: RevadHandle
+    hub: HubProcess
+    servers: dict[str, JupyterProcess]
+
+    def __getitem__(self, user: str) -> JupyterProcess:
+        return self.servers[user]
+
+
+def cs3_config(revad: RevadHandle, hub: HubProcess, user: str) -> dict[str, Any]:
+    return {
+        "storage": "cs3",
+        "gateway": revad.gateway,
+        "username": user,
+        "password": USERS[user][0],
+        "hub_url": hub.http_url,
+    }
+
+
+def new_name(prefix: str = "nb", ext: str = ".ipynb") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}{ext}"
+
+
+def put_notebook(server: JupyterProcess, path: str, nb: dict[str, Any] | None = None) -> None:
+    r = server.request(
+        "PUT", f"/api/contents/{path}", json={"type": "notebook", "content": nb or EMPTY_NB}
+    )
+    assert r.status_code in (200, 201), r.text
+
+
+def share(owner: JupyterProcess, path: str, grantee: str, role: str = "editor") -> dict[str, Any]:
+    r = owner.request(
+        "POST", "/api/cs3/shares", json={"path": path, "grantee": grantee, "role": role}
+    )
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+def open_from_shares(server: JupyterProcess, name: str) -> str:
+    """The contents path of a received share (listing the folder accepts pending shares)."""
+    r = server.contents("Shares")
+    assert r.status_code == 200, r.text
+    names = {c["name"]: c["path"] for c in r.json()["content"]}
+    assert name in names, f"{name} not in {sorted(names)}"
+    return str(names[name])
+
+
+def dumps(nb: dict[str, Any]) -> bytes:
+    return json.dumps(nb).encode()
+
+
+def workdir_of(server: JupyterProcess) -> Path:
+    return server.workdir
