@@ -1,0 +1,70 @@
+"""jupyter_cs3 with the local backend: the Jupyter server and the hub share one folder (no CS3)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from pycrdt import Map
+
+from tests.hubproc import HubProcess
+from tests.jupyter_cs3.jupyterproc import JupyterProcess
+from tests.jupyter_cs3.stack import put_notebook
+from tests.yclient import YClient
+
+
+@dataclass
+class LocalStack:
+    root: Path
+    hub: HubProcess
+    jupyter: JupyterProcess
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    work = tmp_path_factory.mktemp("local")
+    root = work / "notebooks"
+    root.mkdir()
+    data = work / "hubdata"  # the hub's state, including the file-id index both sides use
+    hub = HubProcess(root=root, data_dir=data, token="hub-secret").start()
+    cs3 = {"storage": "local", "root": str(root), "data_dir": str(data)}
+    jupyter = JupyterProcess(
+        work / "jupyter", {**cs3, "hub_url": hub.http_url, "hub_token": "hub-secret"}
+    )
+    try:
+        jupyter.start()
+        yield LocalStack(root, hub, jupyter)
+    finally:
+        jupyter.stop()
+        hub.stop()
+
+
+async def test_local_contents_and_coedit(local: LocalStack) -> None:
+    j = local.jupyter
+    put_notebook(j, "a.ipynb")
+    assert (local.root / "a.ipynb").exists()
+    listing = {c["name"] for c in j.contents("").json()["content"]}
+    assert listing == {"a.ipynb"}  # no Shares folder in local mode
+    info = j.session("a.ipynb").json()
+    one = await YClient(j.room_url(info)).connect()
+    two = await YClient(j.room_url(info)).connect()
+    await one.set_awareness({"user": {"name": "me"}, "autosave": True})
+    one.append_source(0, "local edit")
+    await two.wait_for(lambda: two.sources()[0] == "local edit")
+    state = one.doc.get("state", type=Map)
+
+    def saved() -> bool:
+        return "local edit" in (local.root / "a.ipynb").read_text() and state.get("dirty") is False
+
+    await one.wait_for(saved)
+    digest = hashlib.sha256((local.root / "a.ipynb").read_bytes()).hexdigest()
+    await one.wait_for(lambda: state.get("hash") == digest)
+    assert j.contents("a.ipynb", content=0, hash=1).json()["hash"] == digest
+    # Jupyter's own auth guards the files: a wrong Jupyter token is refused
+    wrong = j.request("GET", "/api/contents/", headers={"Authorization": "token x"})
+    assert wrong.status_code == 403
+    await one.close()
+    await two.close()
