@@ -5,12 +5,30 @@ Credentials live here and only here: the browser never sees the CS3 token or pas
 
 from __future__ import annotations
 
-from traitlets import Bool, Enum, Float, Integer, Unicode
+import os
+
+from traitlets import Bool, Enum, Float, Integer, Unicode, default
 from traitlets.config import Configurable
+
+# Environment variables read as defaults (for containers and spawners that pass env, not files).
+ENV = {
+    "storage": "JUPYTER_CS3_STORAGE",
+    "gateway": "JUPYTER_CS3_GATEWAY",
+    "username": "JUPYTER_CS3_USERNAME",
+    "password": "JUPYTER_CS3_PASSWORD",
+    "token": "JUPYTER_CS3_TOKEN",
+    "root": "JUPYTER_CS3_ROOT",
+    "hub_url": "JUPYTER_CS3_HUB_URL",
+    "hub_token": "JUPYTER_CS3_HUB_TOKEN",
+}
 
 
 class CS3Config(Configurable):
-    """Where the user's files are and where the collaboration hub is."""
+    """Where the user's files are and where the collaboration hub is.
+
+    Every setting can come from Jupyter config (``c.CS3Config.gateway = ...``); those in ``ENV``
+    fall back to the named environment variable.
+    """
 
     storage = Enum(
         ["cs3", "local"],
@@ -83,3 +101,38 @@ class CS3Config(Configurable):
         config=True,
         help="Replace the server's contents manager with the CS3 one (the file browser shows CS3).",
     )
+
+    def _env(self, name: str, fallback: str) -> str:
+        return os.environ.get(ENV[name], fallback)
+
+    @default("storage")
+    def _storage_default(self) -> str:
+        return self._env("storage", "cs3")
+
+    @default("gateway")
+    def _gateway_default(self) -> str:
+        return self._env("gateway", "127.0.0.1:19000")
+
+    @default("username")
+    def _username_default(self) -> str:
+        return self._env("username", "")
+
+    @default("password")
+    def _password_default(self) -> str:
+        return self._env("password", "")
+
+    @default("token")
+    def _token_default(self) -> str:
+        return self._env("token", "")
+
+    @default("root")
+    def _root_default(self) -> str:
+        return self._env("root", "")
+
+    @default("hub_url")
+    def _hub_url_default(self) -> str:
+        return self._env("hub_url", "http://127.0.0.1:8900")
+
+    @default("hub_token")
+    def _hub_token_default(self) -> str:
+        return self._env("hub_token", "")

@@ -1,4 +1,5 @@
-"""Fixtures for jupyter_cs3 tests: the topology (hub on CS3 + one Jupyter server per user)."""
+"""Fixtures for jupyter_cs3 tests: the dev-stack topology (hub on CS3 + one real Jupyter server
+per CS3 user) on the session's revad."""
 
 from __future__ import annotations
 
@@ -7,9 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.hubproc import HubProcess
-from tests.jupyter_cs3.jupyterproc import JupyterProcess, start_all
-from tests.jupyter_cs3.stack import Stack, cs3_config
+from tests.jupyter_cs3.devstack import DevStack, running_stack
 from tests.revad.launcher import RevadHandle
 
 try:
@@ -20,22 +19,10 @@ except ImportError:  # the 'jupyter' extra is not installed: nothing here can ru
 
 
 @pytest.fixture(scope="module")
-def stack(revad: RevadHandle, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    work = tmp_path_factory.mktemp("stack")
-    (work / "hubroot").mkdir()
-    hub = HubProcess(
-        root=work / "hubroot",
-        data_dir=work / "hubdata",
-        args=["--storage", "cs3", "--gateway", revad.gateway],
-    ).start()
+def stack(revad: RevadHandle, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
     users = ("einstein", "marie", "richard")
-    servers = {
-        u: JupyterProcess(work / u, cs3_config(revad, hub, u), token=f"tok-{u}") for u in users
-    }
-    try:
-        start_all(list(servers.values()))
-        yield Stack(revad, hub, servers)
-    finally:
-        for server in servers.values():
-            server.stop()
-        hub.stop()
+    tokens = {u: f"tok-{u}" for u in users}
+    with running_stack(
+        tmp_path_factory.mktemp("stack"), revad=revad, users=users, tokens=tokens
+    ) as stack:
+        yield stack

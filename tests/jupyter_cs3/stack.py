@@ -1,17 +1,14 @@
-"""The whole topology as processes on loopback: revad (from the session fixture), one hub on
-CS3, and one real Jupyter server per CS3 user, each logged in as that user."""
+"""Helpers for tests against the topology of ``tests.jupyter_cs3.devstack``."""
 
 from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.hubproc import HubProcess
+from tests.jupyter_cs3.devstack import DevStack
 from tests.jupyter_cs3.jupyterproc import JupyterProcess
-from tests.revad.launcher import USERS, RevadHandle
 
 EMPTY_NB: dict[str, Any] = {
     "cells": [
@@ -30,24 +27,7 @@ EMPTY_NB: dict[str, Any] = {
 }
 
 
-@dataclass
-class Stack:
-    revad: RevadHandle
-    hub: HubProcess
-    servers: dict[str, JupyterProcess]
-
-    def __getitem__(self, user: str) -> JupyterProcess:
-        return self.servers[user]
-
-
-def cs3_config(revad: RevadHandle, hub: HubProcess, user: str) -> dict[str, Any]:
-    return {
-        "storage": "cs3",
-        "gateway": revad.gateway,
-        "username": user,
-        "password": USERS[user][0],
-        "hub_url": hub.http_url,
-    }
+Stack = DevStack
 
 
 def new_name(prefix: str = "nb", ext: str = ".ipynb") -> str:
