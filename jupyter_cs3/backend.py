@@ -96,6 +96,11 @@ class Backend:
         token = await self.renew(token)
         return await op(token)
 
+    @property
+    def cached_user(self) -> User | None:
+        """The user, if ``user()`` has run already (no I/O)."""
+        return self._user
+
     async def user(self) -> User:
         if self._user is None:
             self._user = await self.run(self.storage.whoami)

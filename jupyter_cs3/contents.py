@@ -134,11 +134,13 @@ class CS3ContentsManager(AsyncContentsManager):
         writable = perms.create_container if res.is_dir else perms.write
         if self.be.is_shares_folder(path):
             writable = False  # the share jail's root: nothing can be created in it
+        # reva reports no mtime for an empty share jail: say "now" rather than 1970
+        mtime = res.mtime or datetime.now(tz=UTC).timestamp()
         return {
             "name": posixpath.basename(path) if path else "",
             "path": path,
-            "last_modified": _dt(res.mtime),
-            "created": _dt(res.mtime),
+            "last_modified": _dt(mtime),
+            "created": _dt(mtime),
             "content": None,
             "format": None,
             "mimetype": None,

@@ -6,14 +6,17 @@ package), which also disables ``jupyter_server_ydoc``: its routes are the same a
 
 from __future__ import annotations
 
+from jupyter_server.auth.identity import PasswordIdentityProvider
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.serverapp import ServerApp
+from tornado.ioloop import IOLoop
 
 from jupyter_cs3 import shares
 from jupyter_cs3.backend import Backend
 from jupyter_cs3.collab import HubClient, LocalAwareness, RoomHandler, SessionHandler
 from jupyter_cs3.config import CS3Config
 from jupyter_cs3.contents import CS3ContentsManager
+from jupyter_cs3.identity import CS3IdentityProvider
 
 
 class CS3Extension(ExtensionApp):
@@ -26,6 +29,8 @@ class CS3Extension(ExtensionApp):
         # Runs before the ServerApp builds its contents manager.
         if CS3Config(config=serverapp.config).manage_contents:
             serverapp.contents_manager_class = CS3ContentsManager
+        if serverapp.identity_provider_class is PasswordIdentityProvider:  # the default
+            serverapp.identity_provider_class = CS3IdentityProvider
 
     def initialize_settings(self) -> None:
         assert self.serverapp is not None
@@ -41,12 +46,22 @@ class CS3Extension(ExtensionApp):
         self.hub_client = HubClient(backend)
         # Global settings: handlers of other extensions see them too (ours need them).
         self.serverapp.web_app.settings.update(cs3_backend=backend, cs3_hub_client=self.hub_client)
+        IOLoop.current().add_callback(self._warm_up)
         self.log.info(
             "jupyter_cs3: %s storage%s, hub %s",
             backend.kind,
             f" at {backend.config.gateway}" if backend.kind == "cs3" else "",
             backend.config.hub_url,
         )
+
+    async def _warm_up(self) -> None:
+        """Log in and learn the user's name early (for the identity shown in JupyterLab)."""
+        try:
+            user = await self.backend.user()
+        except Exception as exc:  # storage down at start: contents calls will report it
+            self.log.warning("jupyter_cs3: could not reach storage yet: %r", exc)
+        else:
+            self.log.info("jupyter_cs3: acting as %s (%s)", user.username, user.id)
 
     def initialize_handlers(self) -> None:
         # Patterns get the server's base_url prepended (no extension namespace), so the URLs

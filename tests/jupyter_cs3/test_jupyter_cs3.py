@@ -295,6 +295,9 @@ async def test_shares_and_users_rest(stack: Stack) -> None:
     einstein, marie = stack["einstein"], stack["marie"]
     me = einstein.request("GET", "/api/cs3/me").json()
     assert me["username"] == "einstein" and "token" not in json.dumps(me)
+    # JupyterLab shows the CS3 user (avatar, collaborators, remote cursors)
+    identity = marie.request("GET", "/api/me").json()["identity"]
+    assert (identity["username"], identity["display_name"]) == ("marie", "Marie Curie")
     users = einstein.request("GET", "/api/cs3/users", params={"query": "mar"}).json()
     assert [u["username"] for u in users] == ["marie"]
     name = new_name()
