@@ -143,6 +143,19 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> FastAPI
             status_code=201 if s.created else 200,
         )
 
+    @app.put("/api/collaboration/document/{path:path}")
+    async def write_document(path: str, request: Request) -> Response:
+        """Write a whole new version of a document: merged into its live room, never raced."""
+        token = _token_from(dict(request.headers), dict(request.query_params))
+        data = await request.body()
+        if len(data) > settings.max_doc_bytes:
+            return JSONResponse({"message": "document too large"}, status_code=413)
+        try:
+            result = await hub.write_document(token, path, data)
+        except HubError as exc:
+            return JSONResponse({"message": exc.message}, status_code=exc.status)
+        return JSONResponse(result)
+
     @app.websocket("/api/collaboration/room/{room_name}")
     async def room(websocket: WebSocket, room_name: str) -> None:
         token = _token_from(dict(websocket.headers), dict(websocket.query_params))

@@ -119,7 +119,12 @@ class Hub:
         return Session(fmt, typ, file_id, lineage, created)
 
     async def _load_room(
-        self, key: str, kind: DocumentKind, resource_id: ResourceId, principal: Principal
+        self,
+        key: str,
+        kind: DocumentKind,
+        resource_id: ResourceId,
+        principal: Principal,
+        can_write: bool,
     ) -> Room:
         started = time.perf_counter()
         stored = await self.update_log.load(key)
@@ -157,7 +162,13 @@ class Hub:
             settings=self.settings,
             metrics=self.metrics,
             initial_token=principal.token,
+            initial_token_can_write=can_write,
         )
+        try:
+            await room.start()
+        except BaseException:
+            await room.close()
+            raise
         self.metrics.room_load_seconds.observe(time.perf_counter() - started)
         log.info(
             "room loaded",
@@ -166,6 +177,44 @@ class Hub:
             ),
         )
         return room
+
+    async def write_document(self, token: str | None, path: str, data: bytes) -> dict[str, object]:
+        """An out-of-band writer's new version, merged into the room instead of racing it."""
+        principal = await self.authenticate(token)
+        try:
+            resource = await self.storage.stat(principal.token, path)
+        except StorageError as exc:
+            raise _storage_error(exc) from exc
+        if resource.is_dir:
+            raise HubError(400, CloseCode.BAD_REQUEST, "a directory is not a document")
+        if access_for(resource) is not Access.EDIT:
+            raise HubError(403, CloseCode.FORBIDDEN, "you may not write this document")
+        fmt, typ = ("json", "notebook") if resource.name.endswith(".ipynb") else ("text", "file")
+        kind = kind_for(fmt, typ)
+        assert kind is not None
+        key = room_key(fmt, typ, resource.id.to_file_id())
+        try:
+            room = await self.rooms.acquire(
+                key, lambda: self._load_room(key, kind, resource.id, principal, True)
+            )
+        except LoadError as exc:
+            raise HubError(
+                409, CloseCode.UNSUPPORTED, f"stored document unreadable: {exc}"
+            ) from exc
+        except StorageError as exc:
+            raise _storage_error(exc) from exc
+        try:
+            conflicts, copy = await room.merge_incoming(data, principal.user.username)
+        except StorageError as exc:
+            raise _storage_error(exc) from exc
+        finally:
+            self.rooms.release(room)
+        return {
+            "status": "conflict" if conflicts else "merged",
+            "conflicts": conflicts,
+            "conflictCopy": copy,
+            "etag": room.base_etag,
+        }
 
     async def _join(
         self, room_name: str, session_id: str | None, token: str | None
@@ -197,7 +246,8 @@ class Hub:
         key = room_key(fmt, typ, file_id)
         try:
             room = await self.rooms.acquire(
-                key, lambda: self._load_room(key, kind, resource.id, principal)
+                key,
+                lambda: self._load_room(key, kind, resource.id, principal, access is Access.EDIT),
             )
         except LoadError as exc:
             log.warning("room failed to load", extra=kv(room=key, error=str(exc)))

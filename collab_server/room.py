@@ -13,6 +13,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from jupyter_ydoc.ybasedoc import YBaseDoc
@@ -28,6 +29,7 @@ from pycrdt import (
 )
 
 from collab_server.connection import Connection
+from collab_server.lock_keeper import LockChange, LockKeeper, LockState
 from collab_server.logs import get_logger, kv
 from collab_server.metrics import HubMetrics
 from collab_server.protocol import (
@@ -46,7 +48,9 @@ from collab_server.snapshotter import SaveStatus, Snapshotter
 from collab_server.update_log import UpdateLog
 from crdt.documents import DocumentKind, content_hash
 from storage_bridge.base import Storage
-from storage_bridge.types import ResourceId
+from storage_bridge.errors import Locked, PreconditionFailed, StorageError
+from storage_bridge.naming import conflict_copy_name
+from storage_bridge.types import Resource, ResourceId
 
 log = get_logger("room")
 
@@ -57,7 +61,8 @@ class _HubOrigin:
     """Marks changes the hub makes to the doc itself (state map after a save)."""
 
 
-HUB_STATE = _HubOrigin()
+HUB_STATE = _HubOrigin()  # state map writes: not a content change
+HUB_MERGE = _HubOrigin()  # external versions merged in: a content change for everyone
 
 
 @dataclass(slots=True)
@@ -89,6 +94,7 @@ class Room:
         settings: Settings,
         metrics: HubMetrics,
         initial_token: str,
+        initial_token_can_write: bool,
     ) -> None:
         self.key = key
         self.kind = kind
@@ -111,7 +117,18 @@ class Room:
         self._tail_bytes = 0
         self._origin: object = None
         self._outbox: asyncio.Queue[_Outgoing | None] = asyncio.Queue()
-        self._last_editor_token = initial_token
+        self._last_editor_token: str | None = initial_token if initial_token_can_write else None
+        self._any_token = initial_token
+        self.lock = LockKeeper(
+            storage,
+            resource_id,
+            app_name=settings.lock_app_name,
+            expiry=settings.lock_expiry,
+            refresh_every=settings.lock_refresh,
+            room=key,
+        )
+        self.conflict_copies: list[str] = []
+        self._maintainer: asyncio.Task[None] | None = None
         self._closing = False
         self._dirty_pending = False
         self.last_activity = time.monotonic()
@@ -239,6 +256,7 @@ class Room:
     def add_client(self, conn: Connection) -> None:
         self.clients.add(conn)
         self.last_activity = time.monotonic()
+        self._any_token = conn.token
         if conn.can_write:
             self._last_editor_token = conn.token
         # Our SyncStep1 first (the client answers with what we lack), then who else is here.
@@ -263,11 +281,16 @@ class Room:
                 message = create_awareness_message(self.awareness.encode_awareness_update(ids))
                 self._outbox.put_nowait(_Outgoing(data=message))
 
-    def editor_token(self) -> str:
+    def editor_token(self) -> str | None:
+        """A token that may write: a connected editor's, else the last editor's."""
         for client in self.clients:
             if client.can_write:
                 return client.token
         return self._last_editor_token
+
+    def any_token(self) -> str:
+        """A token that may at least read (for stat/read of the resource)."""
+        return self.editor_token() or self._any_token
 
     async def receive(self, conn: Connection, frame: Frame) -> None:
         """Handle one parsed frame from ``conn``."""
@@ -354,13 +377,21 @@ class Room:
         return self.kind.export(self.view)
 
     async def _write_snapshot(self, data: bytes, digest: str) -> None:
-        etag = await self._storage.write(
-            self.editor_token(),
-            self.resource_id,
-            data,
-            if_match=self.base_etag,
-            lock_id=self.lock_id,
-        )
+        token = self.editor_token()
+        if token is None:
+            raise Locked("no editor has joined this room yet")
+        if self.lock.state in (LockState.NONE, LockState.FOREIGN):
+            # Never write without our lock where storage has locks: retry once it is back.
+            raise Locked(f"the room does not hold the lock ({self.lock.state.value})")
+        try:
+            etag = await self._storage.write(
+                token, self.resource_id, data, if_match=self.base_etag, lock_id=self.lock.lock_id
+            )
+        except PreconditionFailed:
+            # Someone wrote since we last looked: merge their version first; the snapshotter
+            # retries with the merged document.
+            await self._merge_external_locked()
+            raise
         self.base_etag = etag
         self.base_content = data
         await self._log.set_base(self.key, etag, data)
@@ -371,6 +402,133 @@ class Room:
             return SaveStatus.SKIPPED
         return await self.snapshotter.flush()
 
+    # -- locks and external writers -----------------------------------------------------------
+
+    async def start(self) -> None:
+        """Take the lock and catch up with changes made while the room was closed."""
+        await self._lock_tick()
+        try:
+            await self.check_external()
+        except StorageError as exc:
+            log.warning("external check failed", extra=kv(room=self.key, error=repr(exc)))
+        self._maintainer = asyncio.get_running_loop().create_task(self._maintain())
+
+    async def _maintain(self) -> None:
+        interval = self._settings.watch_interval
+        while not self._closing:
+            await asyncio.sleep(interval)
+            try:
+                await self._lock_tick()
+                await self.check_external()
+            except StorageError as exc:  # storage down: edits keep flowing, we look again later
+                log.info("room maintenance failed", extra=kv(room=self.key, error=repr(exc)))
+
+    async def _lock_tick(self) -> None:
+        change = await self.lock.tick(self.editor_token())
+        if change is not None:
+            self._on_lock_change(change)
+
+    def _on_lock_change(self, change: LockChange) -> None:
+        if change.state is LockState.FOREIGN:
+            self.read_only_reason = "locked"
+            self._set_state(locked_by=change.holder)
+            log.warning(
+                "file locked by another application", extra=kv(room=self.key, reason=change.holder)
+            )
+        elif self.read_only_reason == "locked":
+            self.read_only_reason = None
+            self._set_state(locked_by="")
+        message = {"type": "lock", "state": change.state.value, "holder": change.holder,
+                   "lost": change.lost}  # fmt: skip
+        self._outbox.put_nowait(_Outgoing(data=raw_message(message)))
+        if change.state is LockState.HELD and self.snapshotter.dirty:
+            self.snapshotter.flush_soon()
+
+    async def check_external(self) -> None:
+        """Merge a version written by someone else, if there is one (etag, then content)."""
+        async with self.snapshotter.lock:
+            await self._merge_external_locked()
+
+    async def _merge_external_locked(self) -> None:
+        resource = await self._storage.stat(self.any_token(), self.resource_id)
+        if resource.etag == self.base_etag:
+            return
+        data, etag = await self._storage.read(self.any_token(), self.resource_id)
+        await self._merge_version(resource, data, etag, who="")
+
+    async def _merge_version(
+        self, resource: Resource, data: bytes, etag: str, who: str
+    ) -> list[str]:
+        """Merge ``data`` (in storage as ``etag``) into the live doc; a conflict copy if needed."""
+        if content_hash(data) != content_hash(self.base_content):
+            previous, self._origin = self._origin, HUB_MERGE
+            try:
+                conflicts = self.kind.merge_into(self.view, self.base_content, data)
+            finally:
+                self._origin = previous
+            log.info(
+                "external version merged",
+                extra=kv(room=self.key, etag=etag, reason=f"{len(conflicts)} conflicts"),
+            )
+        else:
+            conflicts = []  # a touch, or a rewrite with the same bytes
+        self.base_etag = etag
+        self.base_content = data
+        self.snapshotter.stored_hash = content_hash(data)
+        await self._log.set_base(self.key, etag, data)
+        # Storage holds theirs; unless the merge result exports to the same bytes (then the
+        # write is skipped), it must hold the merged document: e.g. ours after invalid JSON.
+        self.snapshotter.changed()
+        if conflicts:
+            copy = await self._save_conflict_copy(resource, data, who)
+            self.conflict_copies.append(copy)
+            self._outbox.put_nowait(
+                _Outgoing(
+                    data=raw_message(
+                        {"type": "conflict_copy", "path": copy, "conflicts": conflicts[:20]}
+                    )
+                )
+            )
+        return conflicts
+
+    async def _save_conflict_copy(self, resource: Resource, data: bytes, who: str) -> str:
+        """Keep the external version beside the original; never lose it."""
+        name = conflict_copy_name(resource.name, who, datetime.now(UTC))
+        parent = resource.path.rsplit("/", 1)[0] if "/" in resource.path else ""
+        path = f"{parent}/{name}"
+        token = self.editor_token() or self.any_token()
+        try:
+            await self._storage.create(token, path, data)
+            log.warning("conflict copy written", extra=kv(room=self.key, path=path))
+            return path
+        except StorageError as exc:
+            # No right to create beside the file (e.g. a single shared file): keep it in the
+            # hub's data dir instead, and say where.
+            fallback = self._settings.state_dir / "conflicts" / name
+            fallback.parent.mkdir(parents=True, exist_ok=True)
+            fallback.write_bytes(data)
+            log.error(
+                "conflict copy kept by the hub",
+                extra=kv(room=self.key, path=str(fallback), error=repr(exc)),
+            )
+            return str(fallback)
+
+    async def merge_incoming(self, data: bytes, who: str) -> tuple[list[str], str | None]:
+        """An out-of-band writer's whole new version: merge it in, then write the result."""
+        async with self.snapshotter.lock:
+            await self._merge_external_locked()  # first anything that landed in storage
+            resource = await self._storage.stat(self.any_token(), self.resource_id)
+            previous_copies = len(self.conflict_copies)
+            base_etag, base_content = self.base_etag, self.base_content
+            conflicts = await self._merge_version(resource, data, base_etag, who)
+            # storage still holds base: the next snapshot writes the merged doc over it
+            self.base_content = base_content
+            self.snapshotter.stored_hash = content_hash(base_content)
+            await self._log.set_base(self.key, base_etag, base_content)
+        await self.snapshotter.flush()
+        copy = self.conflict_copies[-1] if len(self.conflict_copies) > previous_copies else None
+        return conflicts, copy
+
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def close(self) -> None:
@@ -378,11 +536,15 @@ class Room:
         if self._closing:
             return
         self._closing = True
+        if self._maintainer is not None:
+            self._maintainer.cancel()
+            await asyncio.gather(self._maintainer, return_exceptions=True)
         status = await self.snapshotter.close()
         if status is SaveStatus.FAILED:
             log.warning(
                 "final snapshot failed; edits stay in the update log", extra=kv(room=self.key)
             )
+        await self.lock.release(self.editor_token())
         self._outbox.put_nowait(None)
         await self._dispatcher
         if self._tail_updates:

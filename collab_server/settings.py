@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     compact_after_bytes: int = Field(8 * 1024 * 1024, ge=1)
     log_fsync: bool = False
 
+    # external writers (DESIGN §6)
+    lock_app_name: str = "cs3collab"
+    lock_expiry: float = Field(120.0, gt=0)
+    lock_refresh: float = Field(40.0, gt=0)
+    watch_interval: float = Field(1.5, gt=0)  # poll Stat of open rooms for foreign writes
+
     # limits
     max_frame_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     max_doc_bytes: int = Field(256 * 1024 * 1024, ge=1024)
@@ -55,6 +61,8 @@ class Settings(BaseSettings):
     def _defaults(self) -> Settings:
         if self.data_dir is None:
             self.data_dir = self.root / ".cs3collab"
+        if self.lock_refresh >= self.lock_expiry:
+            raise ValueError("lock_refresh must be shorter than lock_expiry")
         if self.snapshot_max_debounce < self.snapshot_debounce:
             raise ValueError("snapshot_max_debounce must be >= snapshot_debounce")
         return self

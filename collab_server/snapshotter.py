@@ -55,7 +55,7 @@ class Snapshotter:
         self._first_change: float | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[SaveStatus] | None = None
-        self._lock = asyncio.Lock()
+        self.lock = asyncio.Lock()  # also held by whoever compares storage with the doc
         self._failures = 0
         self._closed = False
 
@@ -94,7 +94,7 @@ class Snapshotter:
 
     async def flush(self) -> SaveStatus:
         """Write now if there is anything to write."""
-        async with self._lock:
+        async with self.lock:
             if not self.dirty:
                 return SaveStatus.SUCCESS
             self.dirty = False

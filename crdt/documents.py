@@ -17,7 +17,10 @@ from jupyter_ydoc import YNotebook, YUnicode
 from jupyter_ydoc.ybasedoc import YBaseDoc
 from pycrdt import Doc
 
+from crdt.apply import apply_notebook, edit_text, read_notebook
 from crdt.errors import ExportError, LoadError
+from crdt.merge import merge_notebooks
+from crdt.textmerge import merge3_text
 
 # Deterministic loads use a fixed client id so that two rebuilds of the same bytes produce
 # identical Y items (and a client holding one rebuild merges cleanly into the other).
@@ -41,6 +44,14 @@ class DocumentKind(Protocol):
 
     def export(self, ydoc: YBaseDoc) -> bytes:
         """The file bytes of the live document (raises ``ExportError``)."""
+        ...
+
+    def merge_into(self, ydoc: YBaseDoc, base: bytes, theirs: bytes) -> list[str]:
+        """Three-way merge an external version into the live doc with ordinary Y operations.
+
+        ``base`` is the version the live doc last read or wrote. Returns what could not be
+        merged (empty when clean): the caller keeps ``theirs`` as a conflict copy then.
+        """
         ...
 
 
@@ -75,6 +86,16 @@ class NotebookKind:
             nb = ydoc.get()
         return serialize_notebook(nb)
 
+    def merge_into(self, ydoc: YBaseDoc, base: bytes, theirs: bytes) -> list[str]:
+        assert isinstance(ydoc, YNotebook)
+        try:
+            base_nb = parse_notebook(base)
+        except LoadError as exc:
+            return [f"the last known version is unreadable ({exc}); kept the live document"]
+        result = merge_notebooks(base_nb, theirs, read_notebook(ydoc))
+        apply_notebook(ydoc, result.notebook)
+        return [c.message for c in result.conflicts]
+
 
 @dataclass(frozen=True)
 class TextKind:
@@ -95,6 +116,20 @@ class TextKind:
         text = ydoc.get()
         assert isinstance(text, str)
         return text.encode("utf-8")
+
+    def merge_into(self, ydoc: YBaseDoc, base: bytes, theirs: bytes) -> list[str]:
+        assert isinstance(ydoc, YUnicode)
+        try:
+            their_text = theirs.decode("utf-8")
+        except UnicodeDecodeError:
+            return ["the external version is not UTF-8 text"]
+        ours = ydoc.get()
+        merged = merge3_text(base.decode("utf-8", "replace"), their_text, ours)
+        edit_text(ydoc._ysource, ours, merged.text)
+        return [
+            f"both sides changed lines {c.base[0] + 1}-{c.base[1]} differently"
+            for c in merged.conflicts
+        ]
 
 
 KINDS: dict[tuple[str, str], DocumentKind] = {

@@ -1,0 +1,223 @@
+"""External writers on the local backend: lock keeper, merge, conflict copies (DESIGN §6)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import nbformat
+import pytest
+
+from storage_bridge.errors import Locked
+from storage_bridge.local import LocalStorage
+from tests.hubproc import HubProcess, notebook, write_notebook
+from tests.yclient import YClient
+
+FAST = {
+    "CS3COLLAB_WATCH_INTERVAL": "0.2",
+    "CS3COLLAB_LOCK_EXPIRY": "3",
+    "CS3COLLAB_LOCK_REFRESH": "1",
+    "CS3COLLAB_UNLOAD_GRACE": "0.5",
+}
+CONFLICT_NAME = re.compile(
+    r"^nb\.ipynb\.external\.\d{4}-\d\d-\d\d_\d\d_\d\d_\d\d\.conflict\.ipynb$"
+)
+
+
+@pytest.fixture
+def fast_hub(hubs: Callable[..., HubProcess], tmp_path: Path) -> HubProcess:
+    root = tmp_path / "root"
+    root.mkdir()
+    return hubs(root=root, data_dir=tmp_path / "data", env=FAST)
+
+
+@pytest.fixture
+async def local(fast_hub: HubProcess):
+    """The same folder and lock table the hub uses, opened by a second process (this one)."""
+    storage = LocalStorage(fast_hub.root, fast_hub.data_dir)
+    yield storage
+    await storage.aclose()
+
+
+def _sources(nb: dict) -> list[str]:
+    return ["".join(c["source"]) if isinstance(c["source"], list) else c["source"]
+            for c in nb["cells"]]  # fmt: skip
+
+
+def _disk(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def _conflict_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if ".conflict" in p.name)
+
+
+async def _poll(cond: Callable[[], bool], timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not met before the deadline"
+        await asyncio.sleep(0.05)
+
+
+async def test_lock_held_while_open_refreshed_and_released(
+    fast_hub: HubProcess, local: LocalStorage
+) -> None:
+    path = fast_hub.root / "nb.ipynb"
+    write_notebook(path, notebook("a"))
+    info = fast_hub.open("nb.ipynb")
+    client = await YClient(fast_hub.room_url(info)).connect()
+    lock = await local.get_lock("", "nb.ipynb")
+    assert lock is not None and lock.app_name == "cs3collab"
+    # a writer that respects locks (anything writing through storage) is refused
+    with pytest.raises(Locked):
+        await local.write("", "nb.ipynb", b"{}")
+    # refreshed across several expiry periods (3 s): never absent, expiration moves on
+    seen = {lock.expiration}
+    deadline = time.monotonic() + 8
+    while time.monotonic() < deadline:
+        current = await local.get_lock("", "nb.ipynb")
+        assert current is not None and current.lock_id == lock.lock_id
+        seen.add(current.expiration)
+        await asyncio.sleep(0.25)
+    assert len(seen) >= 4
+    await client.close()
+    # after the last client leaves and the grace period ends, the lock is released
+    await _poll(lambda: "cs3collab_rooms 0.0" in httpx.get(f"{fast_hub.http_url}/metrics").text)
+    assert await local.get_lock("", "nb.ipynb") is None
+
+
+async def test_lock_expires_after_kill9(fast_hub: HubProcess, local: LocalStorage) -> None:
+    write_notebook(fast_hub.root / "nb.ipynb", notebook("a"))
+    client = await YClient(fast_hub.room_url(fast_hub.open("nb.ipynb"))).connect()
+    assert await local.get_lock("", "nb.ipynb") is not None
+    fast_hub.kill9()
+    await client.close()
+    deadline = time.monotonic() + 15
+    while await local.get_lock("", "nb.ipynb") is not None:
+        assert time.monotonic() < deadline, "lock never expired"
+        await asyncio.sleep(0.2)
+
+
+async def test_foreign_lock_makes_room_read_only_until_released(
+    fast_hub: HubProcess, local: LocalStorage
+) -> None:
+    path = fast_hub.root / "nb.ipynb"
+    write_notebook(path, notebook("a"))
+    await local.set_lock("", "nb.ipynb", lock_id="wopi-1", app_name="wopi", expires_in=60)
+    info = fast_hub.open("nb.ipynb")
+    client = await YClient(fast_hub.room_url(info)).connect()
+    locked = await client.wait_raw(lambda m: m.get("type") == "lock")
+    assert locked["state"] == "foreign" and "wopi" in locked["holder"]
+    await client.wait_for(lambda: "wopi" in str(client.view.ystate.get("locked_by", "")))
+    client.append_source(0, "!")
+    refused = await client.wait_raw(lambda m: m.get("type") == "refused")
+    assert refused["reason"] == "locked"
+    # the other application lets go: the room takes the lock and becomes writable
+    await local.unlock("", "nb.ipynb", lock_id="wopi-1", app_name="wopi")
+    await client.wait_raw(lambda m: m.get("type") == "lock" and m.get("state") == "held")
+    assert client.view.ystate.get("locked_by") == ""
+    fresh = await YClient(fast_hub.room_url(info)).connect()
+    fresh.append_source(0, "b")
+    await _poll(lambda: _sources(_disk(path)) == ["ab"])
+    await client.close()
+    await fresh.close()
+
+
+async def test_external_edit_of_another_cell_is_merged_live(fast_hub: HubProcess) -> None:
+    path = fast_hub.root / "nb.ipynb"
+    write_notebook(path, notebook("cell A", "cell B"))
+    client = await YClient(fast_hub.room_url(fast_hub.open("nb.ipynb"))).connect()
+    client.append_source(1, " + live edit")
+    await _poll(lambda: _sources(_disk(path))[1] == "cell B + live edit")
+    # a writer that ignores locks rewrites the file, changing cell A
+    nb = _disk(path)
+    nb["cells"][0]["source"] = "cell A changed on disk"
+    path.write_text(json.dumps(nb, indent=1))
+    client.append_source(1, "!")
+    want = ["cell A changed on disk", "cell B + live edit!"]
+    await client.wait_for(lambda: client.sources() == want)
+    await _poll(lambda: _sources(_disk(path)) == want)
+    assert _conflict_files(fast_hub.root) == []
+    await client.close()
+
+
+async def test_overlapping_edits_give_exactly_one_conflict_copy(
+    hubs: Callable[..., HubProcess], tmp_path: Path
+) -> None:
+    # a long debounce keeps the live edit unsaved while the disk changes the same line
+    slow_save = {
+        **FAST,
+        "CS3COLLAB_SNAPSHOT_DEBOUNCE": "600",
+        "CS3COLLAB_SNAPSHOT_MAX_DEBOUNCE": "600",
+    }
+    fast_hub = hubs(root=tmp_path / "root", data_dir=tmp_path / "data", env=slow_save)
+    path = fast_hub.root / "nb.ipynb"
+    write_notebook(path, notebook("x = 1", "y = 2"))
+    client = await YClient(fast_hub.room_url(fast_hub.open("nb.ipynb"))).connect()
+    client.append_source(0, "0  # live")
+    await client.wait_for(lambda: client.view.ystate.get("dirty") is True)
+    nb = _disk(path)
+    nb["cells"][0]["source"] = "x = 42  # disk"
+    nb["cells"][1]["source"] = "y = 3"
+    path.write_text(json.dumps(nb, indent=1))
+    message = await client.wait_raw(lambda m: m.get("type") == "conflict_copy")
+    copies = _conflict_files(fast_hub.root)
+    assert len(copies) == 1 and CONFLICT_NAME.match(copies[0].name), copies
+    assert message["path"].endswith(copies[0].name)
+    assert _sources(_disk(copies[0]))[0] == "x = 42  # disk"  # theirs kept whole
+    # the live doc keeps ours for the conflicting cell and takes theirs where it could
+    await client.wait_for(lambda: client.sources() == ["x = 10  # live", "y = 3"])
+    assert (await client.save(3))["status"] == "success"
+    assert _sources(_disk(path)) == ["x = 10  # live", "y = 3"]
+    assert len(_conflict_files(fast_hub.root)) == 1
+    await client.close()
+
+
+async def test_invalid_json_on_disk_goes_to_a_conflict_copy(fast_hub: HubProcess) -> None:
+    path = fast_hub.root / "nb.ipynb"
+    write_notebook(path, notebook("keep me"))
+    client = await YClient(fast_hub.room_url(fast_hub.open("nb.ipynb"))).connect()
+    path.write_text('{"cells": [ this is not json')
+    await client.wait_raw(lambda m: m.get("type") == "conflict_copy")
+    copies = _conflict_files(fast_hub.root)
+    assert len(copies) == 1 and copies[0].read_text() == '{"cells": [ this is not json'
+    assert client.sources() == ["keep me"]
+    # and the file is a valid notebook again, with the live content
+    await _poll(lambda: path.read_text().startswith("{\n"))
+    nbformat.validate(nbformat.reads(path.read_text(), as_version=4))
+    assert _sources(_disk(path)) == ["keep me"]
+    await client.close()
+
+
+def test_out_of_band_write_through_the_hub_merges(fast_hub: HubProcess) -> None:
+    path = fast_hub.root / "nb.ipynb"
+    write_notebook(path, notebook("first", "second"))
+    info = fast_hub.open("nb.ipynb")
+
+    async def scenario() -> None:
+        client = await YClient(fast_hub.room_url(info)).connect()
+        client.append_source(1, " (live)")
+        await client.wait_for(lambda: client.sources()[1] == "second (live)")
+        new = notebook("first (script)", "second")
+        r = await asyncio.to_thread(
+            httpx.put,
+            f"{fast_hub.http_url}/api/collaboration/document/nb.ipynb",
+            content=json.dumps(new).encode(),
+            headers={"Authorization": f"Bearer {fast_hub.token}"},
+            timeout=30,
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["status"] == "merged" and r.json()["conflictCopy"] is None
+        want = ["first (script)", "second (live)"]
+        await client.wait_for(lambda: client.sources() == want)
+        assert _sources(_disk(path)) == want  # written before the response
+        await client.close()
+
+    asyncio.run(scenario())
+    bad = httpx.put(f"{fast_hub.http_url}/api/collaboration/document/nb.ipynb", content=b"{}")
+    assert bad.status_code == 401
