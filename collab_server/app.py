@@ -145,13 +145,17 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> FastAPI
 
     @app.put("/api/collaboration/document/{path:path}")
     async def write_document(path: str, request: Request) -> Response:
-        """Write a whole new version of a document: merged into its live room, never raced."""
+        """Write a whole new version of a document: merged into its live room, never raced.
+
+        ``If-Match: <etag>`` names the version the writer started from (the merge base).
+        """
         token = _token_from(dict(request.headers), dict(request.query_params))
         data = await request.body()
         if len(data) > settings.max_doc_bytes:
             return JSONResponse({"message": "document too large"}, status_code=413)
         try:
-            result = await hub.write_document(token, path, data)
+            based_on = request.headers.get("if-match", "").strip('"') or None
+            result = await hub.write_document(token, path, data, based_on)
         except HubError as exc:
             return JSONResponse({"message": exc.message}, status_code=exc.status)
         return JSONResponse(result)

@@ -178,7 +178,9 @@ class Hub:
         )
         return room
 
-    async def write_document(self, token: str | None, path: str, data: bytes) -> dict[str, object]:
+    async def write_document(
+        self, token: str | None, path: str, data: bytes, based_on: str | None = None
+    ) -> dict[str, object]:
         """An out-of-band writer's new version, merged into the room instead of racing it."""
         principal = await self.authenticate(token)
         try:
@@ -204,7 +206,7 @@ class Hub:
         except StorageError as exc:
             raise _storage_error(exc) from exc
         try:
-            conflicts, copy = await room.merge_incoming(data, principal.user.username)
+            conflicts, copy = await room.merge_incoming(data, principal.user.username, based_on)
         except StorageError as exc:
             raise _storage_error(exc) from exc
         finally:

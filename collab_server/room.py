@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -48,7 +49,7 @@ from collab_server.snapshotter import SaveStatus, Snapshotter
 from collab_server.update_log import UpdateLog
 from crdt.documents import DocumentKind, content_hash
 from storage_bridge.base import Storage
-from storage_bridge.errors import Locked, PreconditionFailed, StorageError
+from storage_bridge.errors import AlreadyExists, Locked, PreconditionFailed, StorageError
 from storage_bridge.naming import conflict_copy_name
 from storage_bridge.types import Resource, ResourceId
 
@@ -128,6 +129,9 @@ class Room:
             room=key,
         )
         self.conflict_copies: list[str] = []
+        # Recent stored versions by etag: the base for a writer that says which one it started from.
+        self._versions: OrderedDict[str, bytes] = OrderedDict()
+        self._remember(base_etag, base_content)
         self._maintainer: asyncio.Task[None] | None = None
         self._closing = False
         self._dirty_pending = False
@@ -264,7 +268,9 @@ class Room:
         if self.awareness.states:
             ids = list(self.awareness.states)
             conn.send(create_awareness_message(self.awareness.encode_awareness_update(ids)))
-        if self.read_only_reason is not None:
+        if self.lock.state is LockState.FOREIGN:
+            conn.send(raw_message(self._lock_message(LockState.FOREIGN, self.lock.holder)))
+        elif self.read_only_reason is not None:
             conn.send(raw_message({"type": "read_only", "reason": self.read_only_reason}))
 
     def remove_client(self, conn: Connection) -> None:
@@ -376,6 +382,12 @@ class Room:
     def _export(self) -> bytes:
         return self.kind.export(self.view)
 
+    def _remember(self, etag: str, data: bytes) -> None:
+        self._versions[etag] = data
+        self._versions.move_to_end(etag)
+        while len(self._versions) > 16:
+            self._versions.popitem(last=False)
+
     async def _write_snapshot(self, data: bytes, digest: str) -> None:
         token = self.editor_token()
         if token is None:
@@ -394,6 +406,7 @@ class Room:
             raise
         self.base_etag = etag
         self.base_content = data
+        self._remember(etag, data)
         await self._log.set_base(self.key, etag, data)
         self._set_state(dirty=False, hash=digest)
 
@@ -438,11 +451,14 @@ class Room:
         elif self.read_only_reason == "locked":
             self.read_only_reason = None
             self._set_state(locked_by="")
-        message = {"type": "lock", "state": change.state.value, "holder": change.holder,
-                   "lost": change.lost}  # fmt: skip
+        message = self._lock_message(change.state, change.holder, lost=change.lost)
         self._outbox.put_nowait(_Outgoing(data=raw_message(message)))
         if change.state is LockState.HELD and self.snapshotter.dirty:
             self.snapshotter.flush_soon()
+
+    @staticmethod
+    def _lock_message(state: LockState, holder: str, *, lost: bool = False) -> dict[str, Any]:
+        return {"type": "lock", "state": state.value, "holder": holder, "lost": lost}
 
     async def check_external(self) -> None:
         """Merge a version written by someone else, if there is one (etag, then content)."""
@@ -457,13 +473,17 @@ class Room:
         await self._merge_version(resource, data, etag, who="")
 
     async def _merge_version(
-        self, resource: Resource, data: bytes, etag: str, who: str
+        self, resource: Resource, data: bytes, etag: str, who: str, base: bytes | None = None
     ) -> list[str]:
-        """Merge ``data`` (in storage as ``etag``) into the live doc; a conflict copy if needed."""
-        if content_hash(data) != content_hash(self.base_content):
+        """Merge ``data`` (in storage as ``etag``) into the live doc; a conflict copy if needed.
+
+        ``base`` is the version ``data`` was derived from (default: what we last read/wrote).
+        """
+        base = self.base_content if base is None else base
+        if content_hash(data) != content_hash(base):
             previous, self._origin = self._origin, HUB_MERGE
             try:
-                conflicts = self.kind.merge_into(self.view, self.base_content, data)
+                conflicts = self.kind.merge_into(self.view, base, data)
             finally:
                 self._origin = previous
             log.info(
@@ -474,6 +494,7 @@ class Room:
             conflicts = []  # a touch, or a rewrite with the same bytes
         self.base_etag = etag
         self.base_content = data
+        self._remember(etag, data)
         self.snapshotter.stored_hash = content_hash(data)
         await self._log.set_base(self.key, etag, data)
         # Storage holds theirs; unless the merge result exports to the same bytes (then the
@@ -482,25 +503,27 @@ class Room:
         if conflicts:
             copy = await self._save_conflict_copy(resource, data, who)
             self.conflict_copies.append(copy)
-            self._outbox.put_nowait(
-                _Outgoing(
-                    data=raw_message(
-                        {"type": "conflict_copy", "path": copy, "conflicts": conflicts[:20]}
-                    )
-                )
-            )
+            message = {"type": "conflict_copy", "path": copy, "conflicts": conflicts[:20]}
+            self._outbox.put_nowait(_Outgoing(data=raw_message(message)))
         return conflicts
 
     async def _save_conflict_copy(self, resource: Resource, data: bytes, who: str) -> str:
         """Keep the external version beside the original; never lose it."""
         name = conflict_copy_name(resource.name, who, datetime.now(UTC))
         parent = resource.path.rsplit("/", 1)[0] if "/" in resource.path else ""
-        path = f"{parent}/{name}"
         token = self.editor_token() or self.any_token()
         try:
-            await self._storage.create(token, path, data)
-            log.warning("conflict copy written", extra=kv(room=self.key, path=path))
-            return path
+            for attempt in range(1, 100):
+                # two copies within one second: <...>.conflict-2<ext>, -3, ...
+                candidate = name if attempt == 1 else _numbered(name, attempt)
+                path = f"{parent}/{candidate}"
+                try:
+                    await self._storage.create(token, path, data)
+                except AlreadyExists:
+                    continue
+                log.warning("conflict copy written", extra=kv(room=self.key, path=path))
+                return path
+            raise AlreadyExists(f"no free conflict copy name for {name}")
         except StorageError as exc:
             # No right to create beside the file (e.g. a single shared file): keep it in the
             # hub's data dir instead, and say where.
@@ -513,20 +536,28 @@ class Room:
             )
             return str(fallback)
 
-    async def merge_incoming(self, data: bytes, who: str) -> tuple[list[str], str | None]:
-        """An out-of-band writer's whole new version: merge it in, then write the result."""
+    async def merge_incoming(
+        self, data: bytes, who: str, based_on: str | None = None
+    ) -> tuple[list[str], str | None]:
+        """An out-of-band writer's whole new version: merge it in, then write the result.
+
+        ``based_on`` is the etag of the version the writer started from; if we still know it,
+        it is the merge base, else the current stored version is.
+        """
         async with self.snapshotter.lock:
             await self._merge_external_locked()  # first anything that landed in storage
             resource = await self._storage.stat(self.any_token(), self.resource_id)
-            previous_copies = len(self.conflict_copies)
-            base_etag, base_content = self.base_etag, self.base_content
-            conflicts = await self._merge_version(resource, data, base_etag, who)
-            # storage still holds base: the next snapshot writes the merged doc over it
-            self.base_content = base_content
-            self.snapshotter.stored_hash = content_hash(base_content)
-            await self._log.set_base(self.key, base_etag, base_content)
+            copies_before = len(self.conflict_copies)
+            stored_etag, stored = self.base_etag, self.base_content
+            base = self._versions.get(based_on, stored) if based_on else stored
+            conflicts = await self._merge_version(resource, data, stored_etag, who, base=base)
+            # storage still holds ``stored``: the next snapshot writes the merged doc over it
+            self.base_content = stored
+            self._remember(stored_etag, stored)
+            self.snapshotter.stored_hash = content_hash(stored)
+            await self._log.set_base(self.key, stored_etag, stored)
         await self.snapshotter.flush()
-        copy = self.conflict_copies[-1] if len(self.conflict_copies) > previous_copies else None
+        copy = self.conflict_copies[-1] if len(self.conflict_copies) > copies_before else None
         return conflicts, copy
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -553,6 +584,11 @@ class Room:
             except Exception as exc:
                 log.warning("final compaction failed", extra=kv(room=self.key, error=repr(exc)))
         self.doc.unobserve(self._subscription)
+
+
+def _numbered(name: str, n: int) -> str:
+    head, sep, ext = name.rpartition(".conflict")
+    return f"{head}.conflict-{n}{ext}" if sep else f"{name}-{n}"
 
 
 def awareness_client_ids(payload: bytes) -> list[int]:

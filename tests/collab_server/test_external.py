@@ -53,6 +53,12 @@ def _disk(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
+def _copy_file(hub: HubProcess, storage_path: str) -> Path:
+    """Where a conflict copy reported by the hub (a storage path) is on disk."""
+    in_root = hub.root / storage_path.lstrip("/")
+    return in_root if in_root.exists() else Path(storage_path)  # the hub's fallback dir
+
+
 def _conflict_files(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if ".conflict" in p.name)
 
@@ -221,3 +227,78 @@ def test_out_of_band_write_through_the_hub_merges(fast_hub: HubProcess) -> None:
     asyncio.run(scenario())
     bad = httpx.put(f"{fast_hub.http_url}/api/collaboration/document/nb.ipynb", content=b"{}")
     assert bad.status_code == 401
+
+
+async def test_randomized_interleavings_lose_nothing(
+    hubs: Callable[..., HubProcess], tmp_path: Path
+) -> None:
+    """200 interleavings of live edits and external writes (through the hub and on disk).
+
+    Both sides only add (lines, cells) so every change has a token that must survive: client
+    tokens in the live doc (no silent overwrite), external tokens in the live doc or in a
+    conflict copy. Cell ids never repeat.
+    """
+    import hashlib
+    import random
+
+    rng = random.Random(20261125)
+    hub = hubs(root=tmp_path / "root", data_dir=tmp_path / "data", env=FAST)
+    path = hub.root / "nb.ipynb"
+    write_notebook(path, notebook(*[f"cell {i}" for i in range(4)]))
+    client = await YClient(hub.room_url(hub.open("nb.ipynb"))).connect()
+    client_tokens: list[str] = []
+    external_tokens: list[str] = []
+    copies: set[str] = set()
+    headers = {"Authorization": f"Bearer {hub.token}"}
+    async with httpx.AsyncClient(timeout=30) as http:
+        for step in range(200):
+            # a live edit: a new line at the end of a random cell
+            cell = rng.randrange(len(client.view.ycells))  # type: ignore[union-attr]
+            client_tokens.append(f"live{step}")
+            client.append_source(cell, f"\nlive{step}")
+            # an external writer's version, derived from what is in storage now
+            current = path.read_bytes()
+            nb = json.loads(current)
+            token = f"ext{step}"
+            external_tokens.append(token)
+            if rng.random() < 0.5:
+                target = nb["cells"][rng.randrange(len(nb["cells"]))]
+                target["source"] = "".join(target["source"]) + f"\n{token}"
+            else:
+                nb["cells"].insert(
+                    rng.randrange(len(nb["cells"]) + 1),
+                    {"cell_type": "markdown", "id": f"ext-cell-{step}", "metadata": {},
+                     "source": token},
+                )  # fmt: skip
+            new = json.dumps(nb, indent=1).encode()
+            if step % 10 == 9:
+                # a writer that ignores the hub and writes the file; wait for the merge
+                path.write_bytes(new)
+                await client.wait_for(
+                    lambda token=token: token in "\n".join(client.sources())
+                    or any(m.get("type") == "conflict_copy" and m["path"] not in copies
+                           for m in client.raw),
+                )  # fmt: skip
+            else:
+                r = await http.put(
+                    f"{hub.http_url}/api/collaboration/document/nb.ipynb",
+                    content=new,
+                    headers={**headers, "If-Match": hashlib.sha256(current).hexdigest()},
+                )
+                assert r.status_code == 200, r.text
+                if r.json()["conflictCopy"]:
+                    copies.add(r.json()["conflictCopy"])
+            copies.update(m["path"] for m in client.raw if m.get("type") == "conflict_copy")
+    assert (await client.save(99))["status"] == "success"
+    live = client.notebook()
+    text = "\n".join(_sources(live))
+    ids = [c["id"] for c in live["cells"]]
+    assert len(ids) == len(set(ids)), "duplicated cell ids"
+    assert [t for t in client_tokens if t not in text.split()] == [], "silent overwrite"
+    copy_text = "\n".join(_copy_file(hub, p).read_text() for p in copies)
+    lost = [t for t in external_tokens if t not in text.split() and t not in copy_text]
+    assert lost == [], f"external changes neither merged nor in a conflict copy: {lost}"
+    # storage ends up with exactly the live document
+    assert _sources(_disk(path)) == _sources(live)
+    print(f"\n{len(copies)} conflict copies for 200 interleavings")
+    await client.close()

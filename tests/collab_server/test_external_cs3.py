@@ -1,0 +1,96 @@
+"""The room's CS3 lock against a real revad (decomposedfs enforces write locks)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from storage_bridge.cs3 import CS3Storage
+from storage_bridge.errors import Locked
+from tests.hubproc import HubProcess
+from tests.revad.launcher import RevadHandle
+from tests.revad.sharing import Shared, Tokens
+from tests.yclient import YClient
+
+pytestmark = pytest.mark.revad
+
+FAST = {
+    "CS3COLLAB_WATCH_INTERVAL": "0.3",
+    "CS3COLLAB_LOCK_EXPIRY": "4",
+    "CS3COLLAB_LOCK_REFRESH": "1.5",
+    "CS3COLLAB_UNLOAD_GRACE": "0.5",
+}
+
+
+@pytest.fixture
+def hub(hubs: Callable[..., HubProcess], tmp_path: Path, revad: RevadHandle) -> HubProcess:
+    return hubs(
+        root=tmp_path / "root",
+        data_dir=tmp_path / "data",
+        args=["--storage", "cs3", "--gateway", revad.gateway],
+        env=FAST,
+    )
+
+
+def _open(hub: HubProcess, path: str, token: str) -> dict[str, str]:
+    r = hub.session(path, token=token)
+    assert r.status_code in (200, 201), r.text
+    return dict(r.json())
+
+
+async def test_cs3_lock_while_open_refused_writers_release_on_unload(
+    hub: HubProcess, cs3_storage: CS3Storage, cs3_tokens: Tokens, cs3_shared: Shared
+) -> None:
+    t, owner = cs3_tokens, cs3_shared.owner
+    info = _open(hub, cs3_shared.marie_path, t.marie)
+    marie = await YClient(hub.room_url(info, token=t.marie)).connect()
+    lock = await cs3_storage.get_lock(t.einstein, owner.id)
+    assert lock is not None and lock.app_name == "cs3collab"
+    # a plain CS3 upload without the lock id is refused by reva, for the owner too
+    with pytest.raises(Locked):
+        await cs3_storage.write(t.einstein, owner.path, b"overwrite")
+    # refreshed across more than two expiry periods (4 s)
+    first_expiry = lock.expiration
+    deadline = time.monotonic() + 9
+    while time.monotonic() < deadline:
+        current = await cs3_storage.get_lock(t.einstein, owner.id)
+        assert current is not None and current.lock_id == lock.lock_id
+        await asyncio.sleep(0.5)
+    assert current.expiration > first_expiry + 4
+    marie.append_source(0, "saved under the lock")
+    # the hub has it once it reports a save (the room was fresh: no hash before)
+    await marie.wait_for(lambda: bool(marie.view.ystate.get("hash")))
+    await marie.close()
+    # unload: final snapshot with the lock, then the lock is released
+    deadline = time.monotonic() + 20
+    while "cs3collab_rooms 0.0" not in httpx.get(f"{hub.http_url}/metrics").text:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.2)
+    assert await cs3_storage.get_lock(t.einstein, owner.id) is None
+    data, _ = await cs3_storage.read(t.einstein, owner.path)
+    assert b"saved under the lock" in data
+
+
+async def test_cs3_foreign_lock_opens_read_only(
+    hub: HubProcess, cs3_storage: CS3Storage, cs3_tokens: Tokens, cs3_shared: Shared
+) -> None:
+    t, owner = cs3_tokens, cs3_shared.owner
+    await cs3_storage.set_lock(
+        t.einstein, owner.id, lock_id="wopi-lock", app_name="wopi", expires_in=60
+    )
+    info = _open(hub, owner.path, t.einstein)
+    client = await YClient(hub.room_url(info, token=t.einstein)).connect()
+    message = await client.wait_raw(lambda m: m.get("type") == "lock")
+    assert message["state"] == "foreign" and "wopi" in message["holder"]
+    client.append_source(0, "nope")
+    assert (await client.wait_raw(lambda m: m.get("type") == "refused"))["reason"] == "locked"
+    await cs3_storage.unlock(t.einstein, owner.id, lock_id="wopi-lock", app_name="wopi")
+    await client.wait_raw(lambda m: m.get("type") == "lock" and m.get("state") == "held")
+    lock = await cs3_storage.get_lock(t.einstein, owner.id)
+    assert lock is not None and lock.app_name == "cs3collab"
+    await client.close()
