@@ -32,7 +32,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.revad]
 
 T = TypeVar("T")
 REMOTE_DEADLINE_MS = 2000
-CELL_EDITOR = ".jp-Notebook .jp-CodeCell .cm-editor"
+CELL_EDITOR = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell .cm-editor"
 CELL = f"{CELL_EDITOR} .cm-content"
 NOTEBOOK = {
     "cells": [
@@ -72,7 +72,8 @@ def stack(revad: RevadHandle, tmp_path_factory: pytest.TempPathFactory) -> Itera
         (settings / name).parent.mkdir(parents=True, exist_ok=True)
         (settings / name).write_text(json.dumps(value))
     lab = {"LabApp": {"user_settings_dir": str(settings)}}
-    with running_stack(work, revad=revad, users=("einstein", "marie"), extra_config=lab) as stack:
+    users = ("einstein", "marie", "richard")
+    with running_stack(work, revad=revad, users=users, extra_config=lab) as stack:
         yield stack
 
 
@@ -123,7 +124,10 @@ def _dismiss_kernel_dialog(page: Any) -> None:
 
 
 def _open(page: Any, server: JupyterProcess, path: str | None) -> None:
-    url = f"{server.url}/lab/tree/{path}" if path else f"{server.url}/lab"
+    """Each page gets a workspace of its own (two tabs of one user must not restore each
+    other's layouts)."""
+    workspace = f"{server.url}/lab/workspaces/w{uuid.uuid4().hex[:8]}"
+    url = f"{workspace}/tree/{path}" if path else workspace
     page.goto(f"{url}?token={server.token}")
 
 
@@ -239,7 +243,7 @@ def test_two_users_coedit_in_chromium(stack: DevStack, browser: Any, artifacts: 
             arg=[CELL, before],
             timeout=10_000,
         )
-        assert page_m.locator(".jp-Notebook .jp-Cell").count() == 2
+        assert page_m.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell").count() == 2
         assert _cell_text(page_m).count("E=mc2") == 1
         page_m.screenshot(path=str(artifacts / "marie-after-reload.png"))
 
@@ -257,7 +261,7 @@ def test_two_users_coedit_in_chromium(stack: DevStack, browser: Any, artifacts: 
         )
         assert _cell_text(page_e) == _cell_text(page_m)
         assert _cell_text(page_e).count("E=mc2") == 1
-        assert page_e.locator(".jp-Notebook .jp-Cell").count() == 2
+        assert page_e.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell").count() == 2
         page_e.screenshot(path=str(artifacts / "einstein-after-server-restart.png"))
     except BaseException:
         for who, page in (("einstein", page_e), ("marie", page_m)):
@@ -282,3 +286,43 @@ def test_two_users_coedit_in_chromium(stack: DevStack, browser: Any, artifacts: 
     (artifacts / "latency.json").write_text(json.dumps(report, indent=1))
     print(f"\nkeystroke-to-remote-screen latency: {json.dumps(report)}")
     assert report["max_ms"] < REMOTE_DEADLINE_MS, report
+
+
+def test_two_tabs_and_a_stranger(stack: DevStack, browser: Any, artifacts: Path) -> None:
+    """einstein in two tabs of one browser; richard (no share) gets JupyterLab's error and no
+    content; no CS3 credential ever reaches a page."""
+    einstein, richard = stack["einstein"], stack["richard"]
+    name = f"tabs-{uuid.uuid4().hex[:6]}.ipynb"
+    _run(_share_notebook(stack.revad.gateway, name))
+    ctx = browser.new_context(viewport={"width": 1280, "height": 800})
+    ctx_r = browser.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        tab1, tab2 = ctx.new_page(), ctx.new_page()
+        for tab in (tab1, tab2):
+            _open(tab, einstein, name)
+            _wait_cell(tab)
+            _install_probes(tab)
+        tab1.locator(CELL).first.click()
+        _type_and_measure(tab1, tab2, "tab one ", "")
+        tab2.locator(CELL).first.click()
+        tab2.keyboard.press("End")
+        _type_and_measure(tab2, tab1, "tab two", _cell_text(tab2))
+        assert _cell_text(tab1) == _cell_text(tab2) == "tab one tab two"
+        assert tab1.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell").count() == 2
+        for tab in (tab1, tab2):
+            html = tab.content()
+            assert USERS["einstein"][0] not in html  # the password stays on the server
+            assert "x-access-token" not in html
+
+        # richard has no share: the path does not exist for him
+        page_r = ctx_r.new_page()
+        _open(page_r, richard, f"Shares/{name}")
+        error = page_r.locator(".jp-Dialog")
+        error.wait_for(timeout=30_000)
+        assert "could not find path" in error.inner_text().lower()  # JupyterLab's own error
+        page_r.screenshot(path=str(artifacts / "richard-no-access.png"))
+        assert "Shared with marie" not in page_r.content()
+        assert page_r.locator(CELL).count() == 0
+    finally:
+        ctx.close()
+        ctx_r.close()
