@@ -91,6 +91,7 @@ def running_stack(
     users: tuple[str, ...] = ("einstein", "marie"),
     hub_env: dict[str, str] | None = None,
     tokens: dict[str, str] | None = None,
+    extra_config: dict[str, Any] | None = None,
 ) -> Iterator[DevStack]:
     """Start (revad if not given,) the hub and one Jupyter server per user; stop them all."""
     with contextlib.ExitStack() as stack:
@@ -111,6 +112,7 @@ def running_stack(
                 workdir / f"jupyter-{user}",
                 cs3_config(revad.gateway, hub.http_url, user),
                 token=(tokens or {}).get(user) or secrets.token_urlsafe(16),
+                extra_config=extra_config or {},
             )
             for user in users
         }
