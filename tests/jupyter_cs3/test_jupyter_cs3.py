@@ -9,6 +9,7 @@ import hashlib
 import json
 from collections.abc import AsyncIterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +17,8 @@ import websockets
 from pycrdt import Map, Text
 
 from storage_bridge.cs3 import CS3Storage
+from tests.jupyter_cs3.devstack import DevStack, cs3_config
+from tests.jupyter_cs3.jupyterproc import JupyterProcess
 from tests.jupyter_cs3.stack import (
     EMPTY_NB,
     Stack,
@@ -318,3 +321,23 @@ async def test_shares_and_users_rest(stack: Stack) -> None:
     bad = einstein.request("POST", "/api/cs3/shares",
                            json={"path": name, "grantee": "marie", "role": "owner"})  # fmt: skip
     assert bad.status_code == 400
+
+
+# ---------------------------------------------------------------- credentials
+
+
+async def test_refused_token_is_renewed_with_the_password(stack: DevStack, tmp_path: Path) -> None:
+    """A stale CS3 token in the config (as after expiry): the server logs in again with the
+    configured password, for its own storage calls and for the hub."""
+    cfg = {**cs3_config(stack.revad.gateway, stack.hub.http_url, "einstein"), "token": "stale"}
+    server = JupyterProcess(tmp_path / "renew", cfg, token="tok-renew").start()
+    try:
+        assert server.contents("").status_code == 200
+        name = new_name()
+        put_notebook(server, name)
+        info = server.session(name)
+        assert info.status_code == 201, info.text
+        client = await YClient(server.room_url(info.json())).connect()
+        await client.close()
+    finally:
+        server.stop()
