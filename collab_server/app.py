@@ -160,6 +160,16 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> FastAPI
             return JSONResponse({"message": exc.message}, status_code=exc.status)
         return JSONResponse(result)
 
+    @app.post("/api/collaboration/merge/{path:path}")
+    async def merge_back(path: str, request: Request) -> Response:
+        """Merge the work copy at ``path`` back into the document it was copied from."""
+        token = _token_from(dict(request.headers), dict(request.query_params))
+        try:
+            result = await hub.merge_back(token, path)
+        except HubError as exc:
+            return JSONResponse({"message": exc.message}, status_code=exc.status)
+        return JSONResponse(result, status_code=409 if result["status"] == "failed" else 200)
+
     @app.websocket("/api/collaboration/room/{room_name}")
     async def room(websocket: WebSocket, room_name: str) -> None:
         token = _token_from(dict(websocket.headers), dict(websocket.query_params))

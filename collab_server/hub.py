@@ -14,6 +14,7 @@ from pycrdt import Doc
 
 from collab_server.auth import Access, Authenticator, Principal, access_for
 from collab_server.connection import Connection, Socket
+from collab_server.copies import create_copy_beside
 from collab_server.logs import get_logger, kv
 from collab_server.metrics import HubMetrics
 from collab_server.protocol import CloseCode, ProtocolError, close_reason, parse_frame
@@ -22,7 +23,7 @@ from collab_server.rooms import RoomRegistry
 from collab_server.settings import Settings
 from collab_server.update_log import UpdateLog
 from crdt.documents import DocumentKind, kind_for
-from crdt.errors import LoadError
+from crdt.errors import ExportError, LoadError
 from storage_bridge.base import Storage
 from storage_bridge.errors import (
     InvalidArgument,
@@ -31,7 +32,7 @@ from storage_bridge.errors import (
     StorageError,
     Unauthenticated,
 )
-from storage_bridge.types import ResourceId
+from storage_bridge.types import ResourceId, User
 
 log = get_logger("hub")
 
@@ -164,6 +165,7 @@ class Hub:
             initial_token=principal.token,
             initial_token_can_write=can_write,
         )
+        room.command_handler = self._room_command
         try:
             await room.start()
         except BaseException:
@@ -217,6 +219,83 @@ class Hub:
             "conflictCopy": copy,
             "etag": room.base_etag,
         }
+
+    async def _room_command(
+        self, room: Room, conn: Connection, command: dict[str, Any]
+    ) -> dict[str, Any]:
+        """JSON raw commands from a client of ``room``."""
+        kind = command.get("type")
+        if not conn.can_write:
+            return {"type": kind, "status": "failed", "message": "viewers cannot do this"}
+        try:
+            if kind == "work_on_copy":
+                return {"type": kind, "status": "success", **await self._work_copy(room, conn)}
+            if kind == "merge_back":
+                return {"type": kind, **await self._merge_back(room.key, conn.token, conn.user)}
+        except (StorageError, ExportError, HubError) as exc:
+            log.warning("room command failed", extra=kv(room=room.key, error=repr(exc)))
+            return {"type": kind, "status": "failed", "message": str(exc)}
+        return {"type": kind, "status": "failed", "message": f"unknown command {kind!r}"}
+
+    async def _work_copy(self, room: Room, conn: Connection) -> dict[str, Any]:
+        """A copy of the live document beside the original, as its own room (to merge back)."""
+        data = room.export()
+        original = await self.storage.stat(conn.token, room.resource_id)
+        copy = await create_copy_beside(self.storage, conn.token, original, conn.user.username,
+                                        data)  # fmt: skip
+        fmt, typ, origin_id = room.key.split(":", 2)
+        copy_id = copy.id.to_file_id()
+        await self.update_log.record_fork(copy_id, origin_id, data)
+        lineage, _ = await self.update_log.ensure_lineage(room_key(fmt, typ, copy_id))
+        log.info("work copy created", extra=kv(room=room.key, path=copy.path))
+        return {"path": copy.path, "format": fmt, "docType": typ, "fileId": copy_id,
+                "sessionId": lineage}  # fmt: skip
+
+    async def _merge_back(self, copy_key: str, token: str, user: User) -> dict[str, Any]:
+        """Three-way merge a work copy into its original (base: the copy's starting point)."""
+        fmt, typ, copy_id = copy_key.split(":", 2)
+        fork = await self.update_log.fork_of(copy_id)
+        if fork is None:
+            raise HubError(400, CloseCode.BAD_REQUEST, "this document is not a work copy")
+        origin_id, base = fork
+        copy_room = self.rooms.get(copy_key)
+        if copy_room is not None:
+            theirs = copy_room.export()
+        else:
+            theirs, _ = await self.storage.read(token, ResourceId.from_file_id(copy_id))
+        kind = kind_for(fmt, typ)
+        assert kind is not None
+        origin_key = room_key(fmt, typ, origin_id)
+        origin_rid = ResourceId.from_file_id(origin_id)
+        resource = await self.storage.stat(token, origin_rid)
+        if access_for(resource) is not Access.EDIT:
+            raise HubError(403, CloseCode.FORBIDDEN, "you may not write the original")
+        principal = Principal(user, token)
+        origin = await self.rooms.acquire(
+            origin_key, lambda: self._load_room(origin_key, kind, origin_rid, principal, True)
+        )
+        try:
+            if origin.read_only_reason is not None:
+                return {"status": "failed", "message": f"the original is {origin.read_only_reason}"
+                        f" ({origin.lock.holder or 'read-only'}); try again later"}  # fmt: skip
+            conflicts, conflict_copy = await origin.merge_incoming(theirs, user.username, base=base)
+        finally:
+            self.rooms.release(origin)
+        return {"status": "conflict" if conflicts else "merged", "conflicts": conflicts,
+                "conflictCopy": conflict_copy, "path": resource.path}  # fmt: skip
+
+    async def merge_back(self, token: str | None, copy_path: str) -> dict[str, Any]:
+        """HTTP: merge the work copy at ``copy_path`` into its original."""
+        principal = await self.authenticate(token)
+        try:
+            copy = await self.storage.stat(principal.token, copy_path)
+            fmt, typ = ("json", "notebook") if copy.name.endswith(".ipynb") else ("text", "file")
+            key = room_key(fmt, typ, copy.id.to_file_id())
+            return await self._merge_back(key, principal.token, principal.user)
+        except StorageError as exc:
+            raise _storage_error(exc) from exc
+        except ExportError as exc:
+            raise HubError(409, CloseCode.BAD_REQUEST, str(exc)) from exc
 
     async def _join(
         self, room_name: str, session_id: str | None, token: str | None

@@ -10,6 +10,7 @@ is durable, and a SyncStep2 computed after an update never overtakes that update
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -30,6 +31,7 @@ from pycrdt import (
 )
 
 from collab_server.connection import Connection
+from collab_server.copies import create_copy_beside
 from collab_server.lock_keeper import LockChange, LockKeeper, LockState
 from collab_server.logs import get_logger, kv
 from collab_server.metrics import HubMetrics
@@ -49,7 +51,7 @@ from collab_server.snapshotter import SaveStatus, Snapshotter
 from collab_server.update_log import UpdateLog
 from crdt.documents import DocumentKind, content_hash
 from storage_bridge.base import Storage
-from storage_bridge.errors import AlreadyExists, Locked, PreconditionFailed, StorageError
+from storage_bridge.errors import Locked, PreconditionFailed, StorageError
 from storage_bridge.naming import conflict_copy_name
 from storage_bridge.types import Resource, ResourceId
 
@@ -150,6 +152,10 @@ class Room:
         self._subscription = doc.observe(self._on_doc_update)
         self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch_loop())
         self.on_fatal: Callable[[Room], Awaitable[None]] | None = None
+        # JSON raw commands ("work_on_copy", "merge_back") involve other rooms: the hub answers.
+        self.command_handler: (
+            Callable[[Room, Connection, dict[str, Any]], Awaitable[dict[str, Any]]] | None
+        ) = None
 
     # -- doc changes -------------------------------------------------------------------------
 
@@ -321,6 +327,14 @@ class Room:
                 conn.send(
                     raw_message({"type": "save", "responseTo": frame.save_id, "status": status})
                 )
+            elif frame.text.startswith("{") and self.command_handler is not None:
+                try:
+                    command = json.loads(frame.text)
+                except ValueError as exc:
+                    raise ProtocolError(f"bad JSON command: {exc}") from exc
+                if not isinstance(command, dict):
+                    raise ProtocolError("a JSON command must be an object")
+                conn.send(raw_message(await self.command_handler(self, conn, command)))
         elif isinstance(frame, QueryAwarenessFrame):
             ids = list(self.awareness.states)
             if ids:
@@ -509,24 +523,15 @@ class Room:
 
     async def _save_conflict_copy(self, resource: Resource, data: bytes, who: str) -> str:
         """Keep the external version beside the original; never lose it."""
-        name = conflict_copy_name(resource.name, who, datetime.now(UTC))
-        parent = resource.path.rsplit("/", 1)[0] if "/" in resource.path else ""
         token = self.editor_token() or self.any_token()
         try:
-            for attempt in range(1, 100):
-                # two copies within one second: <...>.conflict-2<ext>, -3, ...
-                candidate = name if attempt == 1 else _numbered(name, attempt)
-                path = f"{parent}/{candidate}"
-                try:
-                    await self._storage.create(token, path, data)
-                except AlreadyExists:
-                    continue
-                log.warning("conflict copy written", extra=kv(room=self.key, path=path))
-                return path
-            raise AlreadyExists(f"no free conflict copy name for {name}")
+            created = await create_copy_beside(self._storage, token, resource, who, data)
+            log.warning("conflict copy written", extra=kv(room=self.key, path=created.path))
+            return created.path
         except StorageError as exc:
             # No right to create beside the file (e.g. a single shared file): keep it in the
             # hub's data dir instead, and say where.
+            name = conflict_copy_name(resource.name, who, datetime.now(UTC))
             fallback = self._settings.state_dir / "conflicts" / name
             fallback.parent.mkdir(parents=True, exist_ok=True)
             fallback.write_bytes(data)
@@ -536,8 +541,12 @@ class Room:
             )
             return str(fallback)
 
+    def export(self) -> bytes:
+        """The live document as file bytes (raises ``ExportError``)."""
+        return self._export()
+
     async def merge_incoming(
-        self, data: bytes, who: str, based_on: str | None = None
+        self, data: bytes, who: str, based_on: str | None = None, base: bytes | None = None
     ) -> tuple[list[str], str | None]:
         """An out-of-band writer's whole new version: merge it in, then write the result.
 
@@ -549,7 +558,8 @@ class Room:
             resource = await self._storage.stat(self.any_token(), self.resource_id)
             copies_before = len(self.conflict_copies)
             stored_etag, stored = self.base_etag, self.base_content
-            base = self._versions.get(based_on, stored) if based_on else stored
+            if base is None:
+                base = self._versions.get(based_on, stored) if based_on else stored
             conflicts = await self._merge_version(resource, data, stored_etag, who, base=base)
             # storage still holds ``stored``: the next snapshot writes the merged doc over it
             self.base_content = stored
@@ -584,11 +594,6 @@ class Room:
             except Exception as exc:
                 log.warning("final compaction failed", extra=kv(room=self.key, error=repr(exc)))
         self.doc.unobserve(self._subscription)
-
-
-def _numbered(name: str, n: int) -> str:
-    head, sep, ext = name.rpartition(".conflict")
-    return f"{head}.conflict-{n}{ext}" if sep else f"{name}-{n}"
 
 
 def awareness_client_ids(payload: bytes) -> list[int]:

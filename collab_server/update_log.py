@@ -63,6 +63,14 @@ class UpdateLog(Protocol):
         """(count, bytes) of the tail, to decide on compaction."""
         ...
 
+    async def record_fork(self, copy_file_id: str, origin_file_id: str, base: bytes) -> None:
+        """A work copy was made of ``origin`` from ``base`` (the merge base to bring it back)."""
+        ...
+
+    async def fork_of(self, copy_file_id: str) -> tuple[str, bytes] | None:
+        """(origin file id, base) of a work copy, if it is one."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -77,6 +85,12 @@ CREATE TABLE IF NOT EXISTS rooms (
     updated REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS rooms_lineage ON rooms(lineage);
+CREATE TABLE IF NOT EXISTS forks (
+    copy TEXT PRIMARY KEY,
+    origin TEXT NOT NULL,
+    base BLOB NOT NULL,
+    created REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS updates (
     room TEXT NOT NULL,
     seq INTEGER NOT NULL,
@@ -177,6 +191,16 @@ class SQLiteUpdateLog:
             "UPDATE rooms SET base_etag=?, base_content=? WHERE room=?", (etag, content, room)
         )
 
+    def _record_fork(self, copy: str, origin: str, base: bytes) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO forks(copy, origin, base, created) VALUES (?,?,?,?)",
+            (copy, origin, base, time.time()),
+        )
+
+    def _fork_of(self, copy: str) -> tuple[str, bytes] | None:
+        row = self._db.execute("SELECT origin, base FROM forks WHERE copy=?", (copy,)).fetchone()
+        return (str(row[0]), bytes(row[1])) if row else None
+
     def _tail_stats(self, room: str) -> tuple[int, int]:
         row = self._db.execute(
             "SELECT COUNT(*), COALESCE(SUM(LENGTH(data)),0) FROM updates WHERE room=?", (room,)
@@ -208,6 +232,12 @@ class SQLiteUpdateLog:
 
     async def tail_stats(self, room: str) -> tuple[int, int]:
         return await self._run(self._tail_stats, room)
+
+    async def record_fork(self, copy_file_id: str, origin_file_id: str, base: bytes) -> None:
+        await self._run(self._record_fork, copy_file_id, origin_file_id, base)
+
+    async def fork_of(self, copy_file_id: str) -> tuple[str, bytes] | None:
+        return await self._run(self._fork_of, copy_file_id)
 
     async def aclose(self) -> None:
         await self._run(self._db.close)

@@ -19,6 +19,7 @@ from pycrdt import (
     create_sync_message,
     create_update_message,
     handle_sync_message,
+    write_var_uint,
 )
 from websockets.asyncio.client import ClientConnection
 
@@ -126,6 +127,16 @@ class YClient:
     async def save(self, save_id: int = 1, timeout: float = 15) -> dict[str, Any]:
         await self._send(save_request(save_id))
         return await self.wait_raw(lambda m: m.get("responseTo") == save_id, timeout)
+
+    async def command(self, payload: dict[str, Any], timeout: float = 15) -> dict[str, Any]:
+        """Send a JSON raw command and wait for the reply of the same type."""
+        body = json.dumps(payload).encode()
+        seen = len(self.raw)
+        await self._send(bytes([2]) + write_var_uint(len(body)) + body)
+        await self.wait_for(
+            lambda: any(m.get("type") == payload["type"] for m in self.raw[seen:]), timeout
+        )
+        return next(m for m in self.raw[seen:] if m.get("type") == payload["type"])
 
     async def send_raw_bytes(self, data: bytes) -> None:
         assert self.ws is not None

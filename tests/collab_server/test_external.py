@@ -302,3 +302,39 @@ async def test_randomized_interleavings_lose_nothing(
     assert _sources(_disk(path)) == _sources(live)
     print(f"\n{len(copies)} conflict copies for 200 interleavings")
     await client.close()
+
+
+async def test_work_on_a_copy_while_locked_then_merge_back(
+    fast_hub: HubProcess, local: LocalStorage
+) -> None:
+    path = fast_hub.root / "nb.ipynb"
+    write_notebook(path, notebook("shared = 1", "other = 2"))
+    await local.set_lock("", "nb.ipynb", lock_id="wopi-2", app_name="wopi", expires_in=60)
+    info = fast_hub.open("nb.ipynb")
+    original = await YClient(fast_hub.room_url(info)).connect()
+    await original.wait_raw(lambda m: m.get("type") == "lock" and m["state"] == "foreign")
+    # "work on a copy": the hub writes the copy beside the original and opens it as a room
+    reply = await original.command({"type": "work_on_copy"})
+    assert reply["status"] == "success", reply
+    copy_path = fast_hub.root / reply["path"].lstrip("/")
+    assert re.match(r"^nb\.ipynb\..+\.\d{4}-\d\d-\d\d_\d\d_\d\d_\d\d\.conflict\.ipynb$",
+                    copy_path.name), copy_path.name  # fmt: skip
+    copy_info = {"format": "json", "type": "notebook", "fileId": reply["fileId"],
+                 "sessionId": reply["sessionId"]}  # fmt: skip
+    work = await YClient(fast_hub.room_url(copy_info)).connect()
+    assert work.sources() == ["shared = 1", "other = 2"]
+    work.append_source(1, "  # edited on the copy")
+    # nothing can go back while the original is locked
+    refused = await work.command({"type": "merge_back"})
+    assert refused["status"] == "failed" and "locked" in refused["message"]
+    # the lock goes; the original becomes writable, then the copy is merged back live
+    await local.unlock("", "nb.ipynb", lock_id="wopi-2", app_name="wopi")
+    await original.wait_raw(lambda m: m.get("type") == "lock" and m["state"] == "held")
+    merged = await work.command({"type": "merge_back"})
+    assert merged["status"] == "merged", merged
+    await original.wait_for(
+        lambda: original.sources() == ["shared = 1", "other = 2  # edited on the copy"]
+    )
+    await _poll(lambda: _sources(_disk(path))[1] == "other = 2  # edited on the copy")
+    await original.close()
+    await work.close()
