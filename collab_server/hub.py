@@ -32,7 +32,7 @@ from storage_bridge.errors import (
     StorageError,
     Unauthenticated,
 )
-from storage_bridge.types import ResourceId, User
+from storage_bridge.types import Resource, ResourceId, User
 
 log = get_logger("hub")
 
@@ -72,6 +72,14 @@ class Session:
     created: bool
 
 
+def _kind_of(resource: Resource) -> tuple[str, str, DocumentKind]:
+    """The document kind JupyterLab would open a file as (by its name)."""
+    fmt, typ = ("json", "notebook") if resource.name.endswith(".ipynb") else ("text", "file")
+    kind = kind_for(fmt, typ)
+    assert kind is not None
+    return fmt, typ, kind
+
+
 def room_key(fmt: str, typ: str, file_id: str) -> str:
     return f"{fmt}:{typ}:{file_id}"
 
@@ -103,18 +111,24 @@ class Hub:
         except StorageError as exc:
             raise _storage_error(exc) from exc
 
-    async def open_session(self, token: str | None, path: str, fmt: str, typ: str) -> Session:
-        principal = await self.authenticate(token)
-        if kind_for(fmt, typ) is None:
-            raise HubError(400, CloseCode.BAD_REQUEST, f"unsupported document {fmt}:{typ}")
+    async def _document(self, principal: Principal, path: str, need: Access) -> Resource:
+        """Stat ``path`` as the caller and check it is a document they may ``need``."""
         try:
             resource = await self.storage.stat(principal.token, path)
         except StorageError as exc:
             raise _storage_error(exc) from exc
         if resource.is_dir:
             raise HubError(400, CloseCode.BAD_REQUEST, "a directory is not a document")
-        if access_for(resource) is Access.NONE:
-            raise HubError(403, CloseCode.FORBIDDEN, "no access")
+        access = access_for(resource)
+        if access is Access.NONE or (need is Access.EDIT and access is not Access.EDIT):
+            raise HubError(403, CloseCode.FORBIDDEN, f"no {need.name.lower()} access")
+        return resource
+
+    async def open_session(self, token: str | None, path: str, fmt: str, typ: str) -> Session:
+        principal = await self.authenticate(token)
+        if kind_for(fmt, typ) is None:
+            raise HubError(400, CloseCode.BAD_REQUEST, f"unsupported document {fmt}:{typ}")
+        resource = await self._document(principal, path, Access.VIEW)
         file_id = resource.id.to_file_id()
         lineage, created = await self.update_log.ensure_lineage(room_key(fmt, typ, file_id))
         return Session(fmt, typ, file_id, lineage, created)
@@ -185,17 +199,8 @@ class Hub:
     ) -> dict[str, object]:
         """An out-of-band writer's new version, merged into the room instead of racing it."""
         principal = await self.authenticate(token)
-        try:
-            resource = await self.storage.stat(principal.token, path)
-        except StorageError as exc:
-            raise _storage_error(exc) from exc
-        if resource.is_dir:
-            raise HubError(400, CloseCode.BAD_REQUEST, "a directory is not a document")
-        if access_for(resource) is not Access.EDIT:
-            raise HubError(403, CloseCode.FORBIDDEN, "you may not write this document")
-        fmt, typ = ("json", "notebook") if resource.name.endswith(".ipynb") else ("text", "file")
-        kind = kind_for(fmt, typ)
-        assert kind is not None
+        resource = await self._document(principal, path, Access.EDIT)
+        fmt, typ, kind = _kind_of(resource)
         key = room_key(fmt, typ, resource.id.to_file_id())
         try:
             room = await self.rooms.acquire(
@@ -289,7 +294,7 @@ class Hub:
         principal = await self.authenticate(token)
         try:
             copy = await self.storage.stat(principal.token, copy_path)
-            fmt, typ = ("json", "notebook") if copy.name.endswith(".ipynb") else ("text", "file")
+            fmt, typ, _ = _kind_of(copy)
             key = room_key(fmt, typ, copy.id.to_file_id())
             return await self._merge_back(key, principal.token, principal.user)
         except StorageError as exc:
