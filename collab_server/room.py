@@ -137,7 +137,6 @@ class Room:
         self._maintainer: asyncio.Task[None] | None = None
         self._closing = False
         self._dirty_pending = False
-        self.last_activity = time.monotonic()
         self.snapshotter = Snapshotter(
             room=key,
             export=self._export,
@@ -265,7 +264,6 @@ class Room:
 
     def add_client(self, conn: Connection) -> None:
         self.clients.add(conn)
-        self.last_activity = time.monotonic()
         self._any_token = conn.token
         if conn.can_write:
             self._last_editor_token = conn.token
@@ -281,7 +279,6 @@ class Room:
 
     def remove_client(self, conn: Connection) -> None:
         self.clients.discard(conn)
-        self.last_activity = time.monotonic()
         if conn.can_write and not any(c.can_write for c in self.clients):
             # With CS3 a snapshot needs an editor's token, and tokens expire: write now,
             # while the last editor's token is fresh, rather than at the end of the grace.
@@ -306,7 +303,6 @@ class Room:
 
     async def receive(self, conn: Connection, frame: Frame) -> None:
         """Handle one parsed frame from ``conn``."""
-        self.last_activity = time.monotonic()
         if isinstance(frame, SyncFrame):
             self._metrics.messages.labels("sync").inc()
             if frame.step == YSyncMessageType.SYNC_STEP1:

@@ -59,10 +59,6 @@ class UpdateLog(Protocol):
 
     async def set_base(self, room: str, etag: str, content: bytes) -> None: ...
 
-    async def tail_stats(self, room: str) -> tuple[int, int]:
-        """(count, bytes) of the tail, to decide on compaction."""
-        ...
-
     async def record_fork(self, copy_file_id: str, origin_file_id: str, base: bytes) -> None:
         """A work copy was made of ``origin`` from ``base`` (the merge base to bring it back)."""
         ...
@@ -201,12 +197,6 @@ class SQLiteUpdateLog:
         row = self._db.execute("SELECT origin, base FROM forks WHERE copy=?", (copy,)).fetchone()
         return (str(row[0]), bytes(row[1])) if row else None
 
-    def _tail_stats(self, room: str) -> tuple[int, int]:
-        row = self._db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(LENGTH(data)),0) FROM updates WHERE room=?", (room,)
-        ).fetchone()
-        return int(row[0]), int(row[1])
-
     # -- async API -------------------------------------------------------------------------
 
     async def ensure_lineage(self, room: str) -> tuple[str, bool]:
@@ -229,9 +219,6 @@ class SQLiteUpdateLog:
 
     async def set_base(self, room: str, etag: str, content: bytes) -> None:
         await self._run(self._set_base, room, etag, content)
-
-    async def tail_stats(self, room: str) -> tuple[int, int]:
-        return await self._run(self._tail_stats, room)
 
     async def record_fork(self, copy_file_id: str, origin_file_id: str, base: bytes) -> None:
         await self._run(self._record_fork, copy_file_id, origin_file_id, base)

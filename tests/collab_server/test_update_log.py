@@ -1,0 +1,73 @@
+"""The SQLite update log: lineage, append-before-broadcast batches, compaction, fork bases."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pycrdt import Doc, Text
+
+from collab_server.update_log import SQLiteUpdateLog
+from crdt.compaction import compact
+
+
+def _updates(n: int) -> list[bytes]:
+    doc: Doc[Any] = Doc()
+    text = doc.get("t", type=Text)
+    out: list[bytes] = []
+    doc.observe(lambda event: out.append(event.update))
+    for i in range(n):
+        text.insert(len(text), f"{i},")
+    return out
+
+
+def _text(snapshot: bytes | None, updates: list[bytes]) -> str:
+    doc: Doc[Any] = Doc()
+    if snapshot:
+        doc.apply_update(snapshot)
+    for u in updates:
+        doc.apply_update(u)
+    return str(doc.get("t", type=Text))
+
+
+async def test_lineage_is_stable_until_the_log_is_lost(tmp_path: Path) -> None:
+    log = SQLiteUpdateLog(tmp_path / "a" / "log.sqlite")
+    lineage, created = await log.ensure_lineage("room")
+    assert created and await log.ensure_lineage("room") == (lineage, False)
+    assert await log.has_lineage(lineage) and not await log.has_lineage("other")
+    await log.aclose()
+    reopened = SQLiteUpdateLog(tmp_path / "a" / "log.sqlite")
+    assert await reopened.ensure_lineage("room") == (lineage, False)
+    await reopened.aclose()
+    fresh = SQLiteUpdateLog(tmp_path / "b" / "log.sqlite")  # the log is gone: a new lineage
+    assert (await fresh.ensure_lineage("room"))[0] != lineage
+    await fresh.aclose()
+
+
+async def test_append_load_compact_keep_every_update(tmp_path: Path) -> None:
+    log = SQLiteUpdateLog(tmp_path / "log.sqlite")
+    await log.ensure_lineage("room")
+    all_updates = _updates(31)
+    updates, more = all_updates[:30], all_updates[30:]
+    await log.start("room", b"\x00\x00", "etag0", b"base")
+    seq = await log.append("room", updates[:10])
+    seq = await log.append("room", updates[10:])
+    stored = await log.load("room")
+    assert stored is not None and stored.updates == updates and stored.last_seq == seq == 30
+    assert (stored.base_etag, stored.base_content) == ("etag0", b"base")
+    # compaction: snapshot + empty tail, same document
+    snapshot = compact(stored.snapshot, stored.updates)
+    await log.compact("room", snapshot, seq)
+    await log.append("room", more)  # only valid on top of the first 30
+    stored = await log.load("room")
+    assert stored is not None and stored.updates == more and stored.last_seq == 31
+    assert _text(stored.snapshot, stored.updates) == "".join(f"{i}," for i in range(31))
+    await log.aclose()
+
+
+async def test_fork_bases(tmp_path: Path) -> None:
+    log = SQLiteUpdateLog(tmp_path / "log.sqlite")
+    assert await log.fork_of("copy") is None
+    await log.record_fork("copy", "origin", b"base bytes")
+    assert await log.fork_of("copy") == ("origin", b"base bytes")
+    await log.aclose()
