@@ -1,0 +1,351 @@
+"""The three servers under test, each started as a subprocess on a free loopback port.
+
+- ``Cs3collab``: the hub (``tests.hubproc.HubProcess``) with its production defaults
+  (snapshot debounce 1 s / max 10 s); only the unload grace is shortened so that the final
+  compaction of P5 happens within the run.
+- ``Jupyter``: a real ``jupyter server`` from the bench venv with jupyter-collaboration 5
+  (jupyter-server-ydoc), a temporary root, token and Jupyter dirs, the YStore in its CWD.
+- ``Hocuspocus``: ``bench/node/hocuspocus-server.mjs`` (@hocuspocus/server + SQLite extension).
+
+Each gives the load generator a *target* per document and reports process id, RSS, CPU time,
+disk bytes written and its update-log/store size.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.setup import NODE_DIR, bench_python_bin
+from tests.hubproc import HubProcess, free_port
+
+TOKEN = "bench-token"
+
+
+# -- /proc helpers ---------------------------------------------------------------------------
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            text = Path(f"/proc/{pid}/task/{task}/children").read_text().split()
+            out.extend(int(c) for c in text)
+    except OSError:
+        pass
+    return out
+
+
+def process_tree(pid: int) -> list[int]:
+    pids, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        pids.append(p)
+        todo.extend(_children(p))
+    return pids
+
+
+def rss_bytes(pid: int) -> int:
+    total = 0
+    for p in process_tree(pid):
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+        except OSError:
+            pass
+    return total
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    total = 0.0
+    for p in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime
+        except (OSError, IndexError):
+            pass
+    return total
+
+
+def disk_write_bytes(pid: int) -> int:
+    total = 0
+    for p in process_tree(pid):
+        try:
+            for line in Path(f"/proc/{p}/io").read_text().splitlines():
+                if line.startswith("write_bytes:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def _sqlite_sizes(db: Path, query: str) -> dict[str, int]:
+    """Logical bytes (sum of blob lengths) by a query, plus the files' sizes on disk."""
+    result = {"logical_bytes": 0, "file_bytes": 0}
+    if not db.exists():
+        return result
+    for suffix in ("", "-wal", "-shm"):
+        f = Path(str(db) + suffix)
+        if f.exists():
+            result["file_bytes"] += f.stat().st_size
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    try:
+        row = con.execute(query).fetchone()
+        result["logical_bytes"] = int(row[0] or 0)
+    finally:
+        con.close()
+    return result
+
+
+# -- servers ----------------------------------------------------------------------------------
+
+
+class Server:
+    name = ""
+    protocol = "ywebsocket"
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.root = workdir / "root"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+
+    @property
+    def pid(self) -> int:
+        raise NotImplementedError
+
+    def start(self) -> Server:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def target(self, path: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def log_sizes(self) -> dict[str, int]:
+        """Size of the server's durable update log / document store."""
+        raise NotImplementedError
+
+    def store_events(self) -> tuple[int, int]:
+        """(writes, bytes) the server reports itself (Hocuspocus' onStoreDocument)."""
+        return 0, 0
+
+    def __enter__(self) -> Server:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class Cs3collab(Server):
+    name = "cs3collab"
+
+    def __init__(self, workdir: Path, env: dict[str, str] | None = None) -> None:
+        super().__init__(workdir)
+        self.hub = HubProcess(
+            root=self.root,
+            data_dir=workdir / "data",
+            token=TOKEN,
+            port=self.port,
+            env={
+                "CS3COLLAB_SNAPSHOT_DEBOUNCE": "1",
+                "CS3COLLAB_SNAPSHOT_MAX_DEBOUNCE": "10",
+                "CS3COLLAB_UNLOAD_GRACE": "3",
+                **(env or {}),
+            },
+        )
+
+    @property
+    def pid(self) -> int:
+        assert self.hub.proc is not None
+        return self.hub.proc.pid
+
+    def start(self) -> Cs3collab:
+        self.hub.start(timeout=60)
+        return self
+
+    def stop(self) -> None:
+        self.hub.stop()
+
+    def target(self, path: str) -> dict[str, Any]:
+        info = self.hub.open(path)
+        return {"url": self.hub.room_url(info), "label": path}
+
+    def log_sizes(self) -> dict[str, int]:
+        db = self.workdir / "data" / "update-log.sqlite"
+        snap = _sqlite_sizes(db, "SELECT COALESCE(SUM(LENGTH(snapshot)),0) FROM rooms")
+        tail = _sqlite_sizes(db, "SELECT COALESCE(SUM(LENGTH(data)),0) FROM updates")
+        rows = _sqlite_sizes(db, "SELECT COUNT(*) FROM updates")
+        return {
+            "logical_bytes": snap["logical_bytes"] + tail["logical_bytes"],
+            "snapshot_bytes": snap["logical_bytes"],
+            "tail_bytes": tail["logical_bytes"],
+            "tail_updates": rows["logical_bytes"],
+            "file_bytes": snap["file_bytes"],
+        }
+
+
+class Jupyter(Server):
+    name = "jupyter-server-ydoc"
+
+    def __init__(self, workdir: Path) -> None:
+        super().__init__(workdir)
+        self.cwd = workdir / "cwd"
+        self.cwd.mkdir(exist_ok=True)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = workdir / "jupyter.log"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Jupyter:
+        jdirs = self.workdir / "jupyter"
+        env = {
+            **os.environ,
+            "JUPYTER_CONFIG_DIR": str(jdirs / "config"),
+            "JUPYTER_DATA_DIR": str(jdirs / "data"),
+            "JUPYTER_RUNTIME_DIR": str(jdirs / "runtime"),
+            "JUPYTER_PLATFORM_DIRS": "1",
+            "IPYTHONDIR": str(jdirs / "ipython"),
+        }
+        env.pop("VIRTUAL_ENV", None)
+        cmd = [
+            str(bench_python_bin("jupyter")), "server", "--no-browser",
+            "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={self.port}",
+            "--ServerApp.port_retries=0", f"--ServerApp.root_dir={self.root}",
+            f"--IdentityProvider.token={TOKEN}", "--ServerApp.open_browser=False", "--allow-root",
+        ]  # fmt: skip
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            cmd, cwd=self.cwd, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"jupyter exited:\n{self.log_path.read_text()[-3000:]}")
+            try:
+                r = httpx.get(f"{self.http_url}/api/status", headers=self._auth(), timeout=1)
+                if r.status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"jupyter did not start:\n{self.log_path.read_text()[-3000:]}")
+
+    def _auth(self) -> dict[str, str]:
+        return {"Authorization": f"token {TOKEN}"}
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def target(self, path: str) -> dict[str, Any]:
+        r = httpx.put(
+            f"{self.http_url}/api/collaboration/session/{path}",
+            json={"format": "json", "type": "notebook"},
+            headers=self._auth(),
+            timeout=120,
+        )
+        assert r.status_code in (200, 201), r.text
+        info = r.json()
+        url = (
+            f"ws://127.0.0.1:{self.port}/api/collaboration/room/"
+            f"{info['format']}:{info['type']}:{info['fileId']}"
+            f"?sessionId={info['sessionId']}&token={TOKEN}"
+        )
+        return {"url": url, "label": path}
+
+    def log_sizes(self) -> dict[str, int]:
+        return _sqlite_sizes(
+            self.cwd / ".jupyter_ystore.db", "SELECT COALESCE(SUM(LENGTH(yupdate)),0) FROM yupdates"
+        )
+
+
+class Hocuspocus(Server):
+    name = "hocuspocus"
+    protocol = "hocuspocus"
+
+    def __init__(self, workdir: Path) -> None:
+        super().__init__(workdir)
+        self.db = workdir / "hocuspocus.sqlite"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = workdir / "hocuspocus.log"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self) -> Hocuspocus:
+        cmd = [
+            "node", str(NODE_DIR / "hocuspocus-server.mjs"), "--port", str(self.port),
+            "--root", str(self.root), "--db", str(self.db), "--token", TOKEN,
+        ]  # fmt: skip
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(cmd, cwd=NODE_DIR, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"hocuspocus exited:\n{self.log_path.read_text()[-3000:]}")
+            if '"listening"' in self.log_path.read_text():
+                return self
+            time.sleep(0.1)
+        raise TimeoutError("hocuspocus did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def target(self, path: str) -> dict[str, Any]:
+        return {"url": f"ws://127.0.0.1:{self.port}/", "doc": path, "token": TOKEN, "label": path}
+
+    def log_sizes(self) -> dict[str, int]:
+        return _sqlite_sizes(self.db, "SELECT COALESCE(SUM(LENGTH(data)),0) FROM documents")
+
+    def store_events(self) -> tuple[int, int]:
+        writes = size = 0
+        for line in self.log_path.read_text().splitlines():
+            if line.startswith("{"):
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue
+                if event.get("event") == "store":
+                    writes += 1
+                    size += int(event["bytes"])
+        return writes, size
+
+
+SERVERS: dict[str, type[Server]] = {
+    "cs3collab": Cs3collab,
+    "jupyter": Jupyter,
+    "hocuspocus": Hocuspocus,
+}
