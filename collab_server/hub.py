@@ -156,6 +156,7 @@ class Hub:
             doc.apply_update(update)
             await self.update_log.start(key, update, etag, data)
             base_etag, base_content, doc_bytes = etag, data, len(update)
+            previous_lock_id = None
         else:
             doc.apply_update(stored.snapshot)
             for update in stored.updates:
@@ -163,6 +164,7 @@ class Hub:
             base_etag = stored.base_etag or ""
             base_content = stored.base_content or b""
             doc_bytes = len(stored.snapshot) + sum(len(u) for u in stored.updates)
+            previous_lock_id = stored.lock_id
         room = Room(
             key=key,
             kind=kind,
@@ -178,8 +180,13 @@ class Hub:
             metrics=self.metrics,
             initial_token=principal.token,
             initial_token_can_write=can_write,
+            previous_lock_id=previous_lock_id,
         )
         room.command_handler = self._room_command
+        if stored.snapshot is not None:
+            # Loaded from the log: it may hold edits storage never got (a crash before the
+            # snapshot). Export once and write if it differs from what storage holds.
+            room.snapshotter.changed()
         try:
             await room.start()
         except BaseException:

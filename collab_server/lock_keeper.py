@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
 
@@ -45,7 +46,12 @@ class LockKeeper:
         expiry: float,
         refresh_every: float,
         room: str,
+        previous_lock_id: str | None = None,
+        remember: Callable[[str | None], Awaitable[None]] | None = None,
     ) -> None:
+        # The lock this room held before a crash: still ours if storage still has it.
+        self._previous = previous_lock_id
+        self._remember = remember
         self._storage = storage
         self._rid = resource_id
         self._app = app_name
@@ -85,16 +91,16 @@ class LockKeeper:
                 current = await self._storage.get_lock(token, self._rid)
             except StorageError:
                 current = None
-            if (
-                current is not None
-                and current.app_name == self._app
-                and self.lock_id
-                and (current.lock_id == self.lock_id)
-            ):
-                # Our own lock, e.g. a refresh raced an acquire: keep using it.
+            ours = {self.lock_id, self._previous} - {None}
+            if current is not None and current.app_name == self._app and current.lock_id in ours:
+                # Our own lock: taken before a hub restart (kill -9), or a refresh raced us.
+                # Adopt it and refresh at once.
+                self.lock_id = current.lock_id
                 self.state = LockState.HELD
-                self._next_refresh = time.monotonic() + self._refresh_every
-                return None
+                self._next_refresh = 0.0
+                log.info("own lock adopted", extra=kv(room=self._room))
+                held = LockChange(LockState.HELD, "", lost=False)
+                return held if previous is not LockState.HELD else None
             self.state = LockState.FOREIGN
             holder = self._describe(current)
             changed = previous is not LockState.FOREIGN or holder != self.holder
@@ -114,6 +120,8 @@ class LockKeeper:
         self.holder = ""
         self.state = LockState.HELD
         self._next_refresh = time.monotonic() + self._refresh_every
+        if self._remember is not None:
+            await self._remember(lock_id)
         log.info("lock taken", extra=kv(room=self._room))
         return (
             LockChange(LockState.HELD, "", lost=False) if previous is not LockState.HELD else None

@@ -32,6 +32,7 @@ class StoredRoom:
     last_seq: int
     base_etag: str | None  # etag of the storage version the doc last read or wrote
     base_content: bytes | None  # those bytes (the merge base for external writers)
+    lock_id: str | None = None  # the storage lock this room last took (adopted after a crash)
 
 
 class UpdateLog(Protocol):
@@ -43,6 +44,10 @@ class UpdateLog(Protocol):
 
     async def has_lineage(self, lineage: str) -> bool:
         """Whether any room of this log has this lineage id."""
+        ...
+
+    async def set_lock_id(self, room: str, lock_id: str | None) -> None:
+        """Remember the storage lock the room holds, so a restarted hub can adopt it."""
         ...
 
     async def start(self, room: str, snapshot: bytes, base_etag: str, base_content: bytes) -> None:
@@ -77,6 +82,7 @@ CREATE TABLE IF NOT EXISTS rooms (
     snapshot BLOB,
     base_etag TEXT,
     base_content BLOB,
+    lock_id TEXT,
     created REAL NOT NULL,
     updated REAL NOT NULL
 );
@@ -128,7 +134,8 @@ class SQLiteUpdateLog:
 
     def _load(self, room: str) -> StoredRoom | None:
         row = self._db.execute(
-            "SELECT lineage, snapshot, base_etag, base_content FROM rooms WHERE room=?", (room,)
+            "SELECT lineage, snapshot, base_etag, base_content, lock_id FROM rooms WHERE room=?",
+            (room,),
         ).fetchone()
         if row is None:
             return None
@@ -144,6 +151,7 @@ class SQLiteUpdateLog:
             last_seq=last,
             base_etag=row[2],
             base_content=row[3],
+            lock_id=row[4],
         )
 
     def _has_lineage(self, lineage: str) -> bool:
@@ -187,6 +195,9 @@ class SQLiteUpdateLog:
             "UPDATE rooms SET base_etag=?, base_content=? WHERE room=?", (etag, content, room)
         )
 
+    def _set_lock_id(self, room: str, lock_id: str | None) -> None:
+        self._db.execute("UPDATE rooms SET lock_id=? WHERE room=?", (lock_id, room))
+
     def _record_fork(self, copy: str, origin: str, base: bytes) -> None:
         self._db.execute(
             "INSERT OR REPLACE INTO forks(copy, origin, base, created) VALUES (?,?,?,?)",
@@ -219,6 +230,9 @@ class SQLiteUpdateLog:
 
     async def set_base(self, room: str, etag: str, content: bytes) -> None:
         await self._run(self._set_base, room, etag, content)
+
+    async def set_lock_id(self, room: str, lock_id: str | None) -> None:
+        await self._run(self._set_lock_id, room, lock_id)
 
     async def record_fork(self, copy_file_id: str, origin_file_id: str, base: bytes) -> None:
         await self._run(self._record_fork, copy_file_id, origin_file_id, base)

@@ -45,6 +45,8 @@ class YClient:
         self.awareness_frames = 0
         self._changed = asyncio.Event()
         self._reader: asyncio.Task[None] | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._outbox: asyncio.Queue[bytes] = asyncio.Queue()
         self._sub = self.doc.observe(self._on_local_update)
         self._applying_remote = False
 
@@ -52,19 +54,28 @@ class YClient:
         self._changed.set()
         if self._applying_remote or self.ws is None:
             return
-        update = event.update
-        asyncio.get_running_loop().create_task(self._send(create_update_message(update)))
+        self._outbox.put_nowait(create_update_message(event.update))
 
     async def _send(self, data: bytes) -> None:
-        if self.ws is not None:
+        """Queue a frame; one writer sends frames in order (edits never overtake a save)."""
+        self._outbox.put_nowait(data)
+        await self._outbox.join()
+
+    async def _write(self) -> None:
+        assert self.ws is not None
+        while True:
+            data = await self._outbox.get()
             try:
                 await self.ws.send(data)
             except websockets.ConnectionClosed:
                 pass
+            finally:
+                self._outbox.task_done()
 
     async def connect(self, *, wait_synced: bool = True, timeout: float = 15) -> YClient:
         self.ws = await websockets.connect(self.url, max_size=self.max_size, open_timeout=timeout)
         self._reader = asyncio.get_running_loop().create_task(self._read())
+        self._writer = asyncio.get_running_loop().create_task(self._write())
         await self._send(create_sync_message(self.doc))  # the hub may already have closed
         if wait_synced:
             await self.wait_synced(timeout)
@@ -104,7 +115,7 @@ class YClient:
             finally:
                 self._applying_remote = False
             if reply is not None:
-                asyncio.get_running_loop().create_task(self._send(reply))
+                self._outbox.put_nowait(reply)
             if sub == 1:
                 self.synced.set()
             elif sub == 2:
@@ -190,6 +201,9 @@ class YClient:
         return [c["source"] for c in self.notebook()["cells"]]
 
     async def close(self) -> None:
+        if self._writer is not None and not self.closed.is_set():
+            await asyncio.wait_for(self._outbox.join(), 10)  # what was typed is sent
+            self._writer.cancel()
         if self.ws is not None:
             await self.ws.close()
         if self._reader is not None:
