@@ -22,7 +22,7 @@ from collab_server.room import Room
 from collab_server.rooms import RoomRegistry
 from collab_server.settings import Settings
 from collab_server.update_log import UpdateLog
-from crdt.documents import DocumentKind, kind_for
+from crdt.documents import DocumentKind, content_hash, kind_for
 from crdt.errors import ExportError, LoadError
 from storage_bridge.base import Storage
 from storage_bridge.errors import (
@@ -163,6 +163,13 @@ class Hub:
                 doc.apply_update(update)
             base_etag = stored.base_etag or ""
             base_content = stored.base_content or b""
+            if stored.base_hash and content_hash(base_content) != stored.base_hash:
+                # Snapshots were written after the log last stored the bytes (then a crash):
+                # storage still holds them if the hash matches; otherwise someone wrote since,
+                # and the older bytes are the best merge base we have.
+                data, etag = await self.storage.read(principal.token, resource_id)
+                if content_hash(data) == stored.base_hash:
+                    base_etag, base_content = etag, data
             doc_bytes = len(stored.snapshot) + sum(len(u) for u in stored.updates)
             previous_lock_id = stored.lock_id
         room = Room(

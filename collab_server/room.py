@@ -456,7 +456,9 @@ class Room:
         self.base_etag = etag
         self.base_content = data
         self._remember(etag, data)
-        await self._log.set_base(self.key, etag, data)
+        # etag + hash only: the bytes are what we just wrote (they reach the log at unload;
+        # after a crash they are read back from storage when the hash still matches)
+        await self._log.set_base(self.key, etag, digest)
         self._set_state(dirty=False, hash=digest)
 
     async def save(self) -> SaveStatus:
@@ -545,7 +547,7 @@ class Room:
         self.base_content = data
         self._remember(etag, data)
         self.snapshotter.stored_hash = content_hash(data)
-        await self._log.set_base(self.key, etag, data)
+        await self._log.set_base(self.key, etag, content_hash(data), data)
         # Storage holds theirs; unless the merge result exports to the same bytes (then the
         # write is skipped), it must hold the merged document: e.g. ours after invalid JSON.
         self.snapshotter.changed()
@@ -600,7 +602,7 @@ class Room:
             self.base_content = stored
             self._remember(stored_etag, stored)
             self.snapshotter.stored_hash = content_hash(stored)
-            await self._log.set_base(self.key, stored_etag, stored)
+            await self._log.set_base(self.key, stored_etag, content_hash(stored), stored)
         await self.snapshotter.flush()
         copy = self.conflict_copies[-1] if len(self.conflict_copies) > copies_before else None
         return conflicts, copy
@@ -621,6 +623,11 @@ class Room:
                 "final snapshot failed; edits stay in the update log", extra=kv(room=self.key)
             )
         await self.lock.release(self.editor_token())
+        try:
+            digest = content_hash(self.base_content)
+            await self._log.set_base(self.key, self.base_etag, digest, self.base_content)
+        except Exception as exc:  # only a merge base for later: storage has the document
+            log.warning("could not record the merge base", extra=kv(room=self.key, error=repr(exc)))
         self._outbox.put_nowait(None)
         await self._dispatcher
         if self._tail_updates:

@@ -12,6 +12,7 @@ thread also serialises them, which SQLite wants anyway.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import sqlite3
 import time
 import uuid
@@ -33,6 +34,11 @@ class StoredRoom:
     base_etag: str | None  # etag of the storage version the doc last read or wrote
     base_content: bytes | None  # those bytes (the merge base for external writers)
     lock_id: str | None = None  # the storage lock this room last took (adopted after a crash)
+    base_hash: str | None = None  # hash of what storage held last; base_content may be older
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 class UpdateLog(Protocol):
@@ -62,7 +68,12 @@ class UpdateLog(Protocol):
         """Replace the snapshot and drop tail updates with seq <= upto_seq."""
         ...
 
-    async def set_base(self, room: str, etag: str, content: bytes) -> None: ...
+    async def set_base(
+        self, room: str, etag: str, digest: str, content: bytes | None = None
+    ) -> None:
+        """Record what storage holds now. ``content`` None: only etag + hash (every snapshot
+        would otherwise copy the whole notebook into the log; the bytes follow at unload)."""
+        ...
 
     async def record_fork(self, copy_file_id: str, origin_file_id: str, base: bytes) -> None:
         """A work copy was made of ``origin`` from ``base`` (the merge base to bring it back)."""
@@ -82,6 +93,7 @@ CREATE TABLE IF NOT EXISTS rooms (
     snapshot BLOB,
     base_etag TEXT,
     base_content BLOB,
+    base_hash TEXT,
     lock_id TEXT,
     created REAL NOT NULL,
     updated REAL NOT NULL
@@ -134,7 +146,8 @@ class SQLiteUpdateLog:
 
     def _load(self, room: str) -> StoredRoom | None:
         row = self._db.execute(
-            "SELECT lineage, snapshot, base_etag, base_content, lock_id FROM rooms WHERE room=?",
+            "SELECT lineage, snapshot, base_etag, base_content, lock_id, base_hash FROM rooms"
+            " WHERE room=?",
             (room,),
         ).fetchone()
         if row is None:
@@ -152,6 +165,7 @@ class SQLiteUpdateLog:
             base_etag=row[2],
             base_content=row[3],
             lock_id=row[4],
+            base_hash=row[5],
         )
 
     def _has_lineage(self, lineage: str) -> bool:
@@ -164,8 +178,9 @@ class SQLiteUpdateLog:
 
     def _start(self, room: str, snapshot: bytes, base_etag: str, base_content: bytes) -> None:
         self._db.execute(
-            "UPDATE rooms SET snapshot=?, base_etag=?, base_content=?, updated=? WHERE room=?",
-            (snapshot, base_etag, base_content, time.time(), room),
+            "UPDATE rooms SET snapshot=?, base_etag=?, base_content=?, base_hash=?, updated=?"
+            " WHERE room=?",
+            (snapshot, base_etag, base_content, _sha256(base_content), time.time(), room),
         )
 
     def _append(self, room: str, updates: list[bytes]) -> int:
@@ -190,10 +205,16 @@ class SQLiteUpdateLog:
             )
             self._db.execute("DELETE FROM updates WHERE room=? AND seq<=?", (room, upto_seq))
 
-    def _set_base(self, room: str, etag: str, content: bytes) -> None:
-        self._db.execute(
-            "UPDATE rooms SET base_etag=?, base_content=? WHERE room=?", (etag, content, room)
-        )
+    def _set_base(self, room: str, etag: str, digest: str, content: bytes | None) -> None:
+        if content is None:
+            self._db.execute(
+                "UPDATE rooms SET base_etag=?, base_hash=? WHERE room=?", (etag, digest, room)
+            )
+        else:
+            self._db.execute(
+                "UPDATE rooms SET base_etag=?, base_hash=?, base_content=? WHERE room=?",
+                (etag, digest, content, room),
+            )
 
     def _set_lock_id(self, room: str, lock_id: str | None) -> None:
         self._db.execute("UPDATE rooms SET lock_id=? WHERE room=?", (lock_id, room))
@@ -228,8 +249,10 @@ class SQLiteUpdateLog:
     async def compact(self, room: str, snapshot: bytes, upto_seq: int) -> None:
         await self._run(self._compact, room, snapshot, upto_seq)
 
-    async def set_base(self, room: str, etag: str, content: bytes) -> None:
-        await self._run(self._set_base, room, etag, content)
+    async def set_base(
+        self, room: str, etag: str, digest: str, content: bytes | None = None
+    ) -> None:
+        await self._run(self._set_base, room, etag, digest, content)
 
     async def set_lock_id(self, room: str, lock_id: str | None) -> None:
         await self._run(self._set_lock_id, room, lock_id)

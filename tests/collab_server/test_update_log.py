@@ -55,6 +55,14 @@ async def test_append_load_compact_keep_every_update(tmp_path: Path) -> None:
     stored = await log.load("room")
     assert stored is not None and stored.updates == updates and stored.last_seq == seq == 30
     assert (stored.base_etag, stored.base_content) == ("etag0", b"base")
+    # per snapshot only etag + hash are recorded; the bytes when the room unloads
+    await log.set_base("room", "etag1", "hash1")
+    stored = await log.load("room")
+    assert stored is not None
+    assert (stored.base_etag, stored.base_hash, stored.base_content) == ("etag1", "hash1", b"base")
+    await log.set_base("room", "etag2", "hash2", b"newer")
+    stored = await log.load("room")
+    assert stored is not None and stored.base_content == b"newer"
     # compaction: snapshot + empty tail, same document
     snapshot = compact(stored.snapshot, stored.updates)
     await log.compact("room", snapshot, seq)
