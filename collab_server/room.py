@@ -71,8 +71,8 @@ HUB_MERGE = _HubOrigin()  # external versions merged in: a content change for ev
 
 @dataclass(slots=True)
 class _Outgoing:
-    data: bytes  # the encoded frame
-    update: bytes | None = None  # set when the frame carries a doc update to log first
+    data: bytes  # the encoded frame (empty for doc updates and awareness: framed per batch)
+    update: bytes | None = None  # a doc update: logged before anything of its batch is sent
     to: Connection | None = None  # direct reply; otherwise a broadcast
     exclude: Connection | None = None
     awareness_ids: list[int] | None = None  # awareness to broadcast (coalesced per batch)
@@ -169,9 +169,8 @@ class Room:
             return
         origin = self._origin
         exclude = origin if isinstance(origin, Connection) else None
-        self._outbox.put_nowait(
-            _Outgoing(data=create_update_message(update), update=update, exclude=exclude)
-        )
+        # framed in _fan_out: a batch of several updates goes out as one merged frame
+        self._outbox.put_nowait(_Outgoing(data=b"", update=update, exclude=exclude))
         self._doc_bytes += len(update)
         self._metrics.updates.inc()
         self._metrics.update_bytes.inc(len(update))
@@ -224,11 +223,11 @@ class Room:
         """
         updates = [i for i in items if i.update is not None]
         if updates:
-            if len(updates) == 1:
-                frame, exclude = updates[0].data, updates[0].exclude
+            payloads = [u.update for u in updates if u.update is not None]
+            if len(payloads) == 1:
+                frame, exclude = create_update_message(payloads[0]), updates[0].exclude
             else:
-                merged = merge_updates(*(u.update for u in updates if u.update is not None))
-                frame = create_update_message(merged)
+                frame = create_update_message(merge_updates(*payloads))
                 origins = {u.exclude for u in updates}
                 # Several authors: each also gets its own edits back, which Y ignores; cheaper
                 # than one merge per author.
