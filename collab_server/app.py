@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from collab_server import logs
@@ -132,8 +132,14 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> FastAPI
         return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4")
 
     @app.put("/api/collaboration/session/{path:path}")
-    async def session(path: str, body: SessionRequest, request: Request) -> Response:
+    async def session(path: str, request: Request) -> Response:
         token = _token_from(dict(request.headers), dict(request.query_params))
+        try:
+            # parsed by hand: any content type, and a 400 (not FastAPI's 422) for a bad body
+            body = SessionRequest.model_validate_json(await request.body())
+        except ValidationError:
+            message = 'the body must be JSON {"format": ..., "type": ...}'
+            return JSONResponse({"message": message}, status_code=400)
         try:
             s = await hub.open_session(token, path, body.format, body.type)
         except HubError as exc:

@@ -127,6 +127,15 @@ def test_session_endpoint_errors(hub: HubProcess) -> None:
     assert not set("/?#") & set(first.json()["fileId"])
     assert hub.session("missing.ipynb").status_code == 404
     assert hub.session("nb.ipynb", "xml", "drawing").status_code == 400
+    auth = {"Authorization": f"Bearer {hub.token}"}
+    url = f"{hub.http_url}/api/collaboration/session/nb.ipynb"
+    assert httpx.put(url, content=b"not json", headers=auth).status_code == 400
+    assert httpx.put(url, json={"format": "json"}, headers=auth).status_code == 400
+    # no JSON content type (e.g. a plain curl -d) is fine
+    assert (
+        httpx.put(url, content=b'{"format":"json","type":"notebook"}', headers=auth).status_code
+        == 200
+    )
     assert hub.session("nb.ipynb", token="wrong").status_code == 401
     r = httpx.put(
         f"{hub.http_url}/api/collaboration/session/nb.ipynb",
