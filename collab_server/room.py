@@ -515,12 +515,14 @@ class Room:
         async with self.snapshotter.lock:
             await self._merge_external_locked()
 
-    async def _merge_external_locked(self) -> None:
+    async def _merge_external_locked(self) -> Resource:
+        """Merge what storage holds if someone else wrote it; returns the resource as stat'ed."""
         resource = await self._storage.stat(self.any_token(), self.resource_id)
         if resource.etag == self.base_etag:
-            return
+            return resource
         data, etag = await self._storage.read(self.any_token(), self.resource_id)
         await self._merge_version(resource, data, etag, who="")
+        return resource
 
     async def _merge_version(
         self, resource: Resource, data: bytes, etag: str, who: str, base: bytes | None = None
@@ -590,8 +592,7 @@ class Room:
         it is the merge base, else the current stored version is.
         """
         async with self.snapshotter.lock:
-            await self._merge_external_locked()  # first anything that landed in storage
-            resource = await self._storage.stat(self.any_token(), self.resource_id)
+            resource = await self._merge_external_locked()  # first what landed in storage
             copies_before = len(self.conflict_copies)
             stored_etag, stored = self.base_etag, self.base_content
             if base is None:
