@@ -1,8 +1,11 @@
 """One websocket client of a room: identity, rights, and a bounded send queue.
 
-Sends never block the room: a message is queued and a writer task drains the queue into the
-socket. A client that cannot keep up (queue full) is closed with 4429; its y-websocket client
-reconnects and catches up with one SyncStep2, which is cheaper than buffering without bound.
+Sends never block the room. Where the server offers a ``DirectWriter`` (our uvicorn protocol,
+collab_server/wsprotocol.py) a frame is written to the transport at once; otherwise it is
+queued and a writer task drains the queue into the socket. A client that cannot keep up (more
+than ``queue_max`` frames waiting, or not reading for ``send_timeout``) is closed with 4429;
+its y-websocket client reconnects and catches up with one SyncStep2, which is cheaper than
+buffering without bound.
 """
 
 from __future__ import annotations
@@ -19,8 +22,21 @@ log = get_logger("connection")
 _ids = itertools.count(1)
 
 
+class DirectWriter(Protocol):
+    """Synchronous writes of whole binary messages to one socket."""
+
+    def write(self, data: bytes) -> bool: ...
+
+    def backlog(self) -> tuple[int, float]: ...
+
+    def abort(self) -> None: ...
+
+
 class Socket(Protocol):
     """What the core needs from a websocket (the ASGI layer adapts Starlette's)."""
+
+    @property
+    def direct(self) -> DirectWriter | None: ...
 
     async def send(self, data: bytes) -> None: ...
 
@@ -41,6 +57,8 @@ class Connection:
         self._send_timeout = send_timeout
         self.id = next(_ids)
         self.socket = socket
+        self._direct = socket.direct
+        self._queue_max = queue_max
         self.user = user
         self.token = token
         self.can_write = can_write
@@ -58,6 +76,16 @@ class Connection:
         """Queue a frame; False if the client is gone or too slow (it is then being closed)."""
         if self._closed.is_set() or self.close_code is not None:
             return False
+        direct = self._direct
+        if direct is not None:
+            if not direct.write(data):
+                self.mark_gone()
+                return False
+            waiting, stalled = direct.backlog()
+            if waiting > self._queue_max or stalled > self._send_timeout:
+                self._drop_slow(direct)
+                return False
+            return True
         try:
             self._queue.put_nowait(data)
         except asyncio.QueueFull:
@@ -96,6 +124,15 @@ class Connection:
             self._closed.set()
             return
         await self._do_close()
+
+    def _drop_slow(self, direct: DirectWriter) -> None:
+        log.warning("client stopped reading", extra=kv(user=self.user.id, client=self.id))
+        self.overflowed = True
+        self.close_code = CloseCode.TOO_MANY
+        # Its buffer is full: a close frame would never arrive. The reader sees the reset.
+        direct.abort()
+        self._closed.set()
+        self._queue.put_nowait(None)
 
     def close_now(self, code: int, reason: str) -> None:
         """Close without flushing what is queued."""

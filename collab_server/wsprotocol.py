@@ -1,0 +1,91 @@
+"""uvicorn's websocket protocol plus one ASGI extension: synchronous frame writes for fan-out.
+
+Why our own (measured, bench P1 with 50 editors): sending one Y update to 49 clients through
+Starlette's ``send_bytes`` -> uvicorn's ASGI ``send`` -> websockets' frame serializer cost
+~40 us per client and a task switch each, and was 44 % of the hub's CPU. Server frames are
+not masked, so a frame is the same bytes for every client; writing it straight to the
+transport costs a few microseconds. Everything else (handshake, receive, ping/pong, close)
+stays uvicorn's.
+
+The extension is published as ``scope["extensions"]["cs3collab.frame_writer"]``; the app
+uses it when present and falls back to plain ASGI sends otherwise (any other server).
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from typing import Any
+
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+EXTENSION = "cs3collab.frame_writer"
+
+
+def binary_frame_header(length: int) -> bytes:
+    """RFC 6455 header of one unmasked, final, uncompressed binary frame."""
+    if length < 126:
+        return bytes((0x82, length))
+    if length < 1 << 16:
+        return struct.pack("!BBH", 0x82, 126, length)
+    return struct.pack("!BBQ", 0x82, 127, length)
+
+
+class FrameWriter:
+    """Writes whole binary messages to one websocket without awaiting."""
+
+    __slots__ = ("_protocol",)
+
+    def __init__(self, protocol: FanOutWebSocketProtocol) -> None:
+        self._protocol = protocol
+
+    def write(self, data: bytes) -> bool:
+        """Queue one binary message in the transport; False once the socket is closing."""
+        protocol = self._protocol
+        transport = protocol.transport
+        if protocol.close_sent or protocol.disconnected or transport.is_closing():
+            return False
+        # Uncompressed (RSV1 clear) is valid even where permessage-deflate was negotiated.
+        if len(data) < 4096:
+            transport.write(binary_frame_header(len(data)) + data)
+        else:  # no copy of a large payload
+            transport.writelines((binary_frame_header(len(data)), data))
+        if protocol.paused_at is not None:
+            protocol.frames_while_paused += 1
+        return True
+
+    def backlog(self) -> tuple[int, float]:
+        """Frames written since the transport stopped draining, and for how long (s)."""
+        protocol = self._protocol
+        if protocol.paused_at is None:
+            return 0, 0.0
+        return protocol.frames_while_paused, time.monotonic() - protocol.paused_at
+
+    def abort(self) -> None:
+        """Drop the connection now: a peer that stopped reading never gets a close frame."""
+        self._protocol.transport.abort()
+
+
+class FanOutWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's sans-I/O websockets protocol that also offers a ``FrameWriter``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.paused_at: float | None = None
+        self.frames_while_paused = 0
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)
+        if scope is not None and not self.close_sent:  # the app task has not run yet
+            scope["extensions"][EXTENSION] = FrameWriter(self)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self.paused_at = time.monotonic()
+        self.frames_while_paused = 0
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self.paused_at = None
+        self.frames_while_paused = 0
