@@ -164,6 +164,7 @@ def p1_fanout(name: str, ctx: Ctx, round_no: int = 0) -> dict[str, Any]:
         if ctx.args.profile and name == "cs3collab" and round_no == 0:
             profiler = _start_profiler(srv.pid, duration)
         s_cpu0, g_cpu0 = cpu_seconds(srv.pid), sum(cpu_seconds(g.pid) for g in gens)
+        stalls0 = srv.loop_stalls()
         t0 = time.monotonic()
         rss_peak = rss_before
         closed: dict[str, int] = {}
@@ -177,6 +178,7 @@ def p1_fanout(name: str, ctx: Ctx, round_no: int = 0) -> dict[str, Any]:
                 except TimeoutError:
                     rss_peak = max(rss_peak, rss_bytes(srv.pid))
         elapsed = time.monotonic() - t0
+        stalls1 = srv.loop_stalls()
         s_cpu = cpu_seconds(srv.pid) - s_cpu0
         g_cpu = sum(cpu_seconds(g.pid) for g in gens) - g_cpu0
         results = [gen.expect("result", timeout=120) for gen in gens]
@@ -199,12 +201,18 @@ def p1_fanout(name: str, ctx: Ctx, round_no: int = 0) -> dict[str, Any]:
         "server_cpu_s": s_cpu,
         "generator_cpu_s": g_cpu,
         "loop_p99": max(r["eventLoopDelayMs"]["p99"] for r in results),
+        "server_loop_stalls": None if stalls0 is None or stalls1 is None else stalls1 - stalls0,
         "rss_before": rss_before,
         "rss_peak": rss_peak,
         "generators": k,
         "load_avg": [load0, os.getloadavg()[0]],
         "closed": closed,
     }
+
+
+def _sum_known(values: list[int | None]) -> int | None:
+    known = [v for v in values if v is not None]
+    return sum(known) if known else None
 
 
 def p1_merge(rounds: list[dict[str, Any]], ctx: Ctx) -> dict[str, Any]:
@@ -260,6 +268,7 @@ def p1_merge(rounds: list[dict[str, Any]], ctx: Ctx) -> dict[str, Any]:
         "server_cpu_percent": 100 * sum(r["server_cpu_s"] for r in rounds) / elapsed,
         "generator_cpu_percent": 100 * sum(r["generator_cpu_s"] for r in rounds) / elapsed,
         "generator_event_loop_p99_ms": max(r["loop_p99"] for r in rounds),
+        "server_loop_stalls_over_10ms": _sum_known([r.get("server_loop_stalls") for r in rounds]),
         "server_rss_mib": {
             "before": max(r["rss_before"] for r in rounds) / 2**20,
             "peak": max(r["rss_peak"] for r in rounds) / 2**20,
@@ -493,6 +502,7 @@ METRICS: list[tuple[str, str, tuple[str, ...], bool]] = [
     ("P1 server CPU %", "p1", ("server_cpu_percent",), True),
     ("P1 generator CPU %", "p1", ("generator_cpu_percent",), True),
     ("P1 generator loop lag p99 ms", "p1", ("generator_event_loop_p99_ms",), True),
+    ("P1 server loop stalls >10 ms", "p1", ("server_loop_stalls_over_10ms",), True),
     ("P2 RSS/room KiB", "p2", ("rss_per_room_kib", "median"), True),
     ("P2 RSS/connection KiB", "p2", ("rss_per_connection_kib", "median"), True),
     ("P2 connections reached", "p2", ("max_connections",), False),

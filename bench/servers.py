@@ -142,6 +142,10 @@ class Server:
         """(writes, bytes) the server reports itself (Hocuspocus' onStoreDocument)."""
         return 0, 0
 
+    def loop_stalls(self) -> int | None:
+        """Event-loop stalls over 10 ms the server counted so far (None: it does not say)."""
+        return None
+
     def __enter__(self) -> Server:
         return self.start()
 
@@ -182,6 +186,17 @@ class Cs3collab(Server):
     def target(self, path: str) -> dict[str, Any]:
         info = self.hub.open(path)
         return {"url": self.hub.room_url(info), "label": path}
+
+    def loop_stalls(self) -> int | None:
+        text = httpx.get(f"{self.hub.http_url}/metrics", timeout=10).text
+        values = {}
+        for line in text.splitlines():
+            if line.startswith("cs3collab_event_loop_lag_seconds_"):
+                name, _, value = line.rpartition(" ")
+                values[name] = float(value)
+        total = values.get("cs3collab_event_loop_lag_seconds_count", 0.0)
+        fast = values.get('cs3collab_event_loop_lag_seconds_bucket{le="0.01"}', 0.0)
+        return int(total - fast)
 
     def log_sizes(self) -> dict[str, int]:
         db = self.workdir / "data" / "update-log.sqlite"

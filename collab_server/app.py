@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,11 +14,15 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from collab_server import logs
 from collab_server.auth import Authenticator, StaticTokenAuthenticator, StorageAuthenticator
+from collab_server.connection import DirectWriter
 from collab_server.hub import Hub, HubError
 from collab_server.logs import get_logger, kv
+from collab_server.loop_lag import watch_loop_lag
 from collab_server.metrics import HubMetrics
 from collab_server.settings import Settings
 from collab_server.update_log import SQLiteUpdateLog
+from collab_server.wsprotocol import EXTENSION as FRAME_WRITER
+from crdt.documents import warm_up_export
 from storage_bridge.base import Storage
 from storage_bridge.types import User
 
@@ -42,6 +47,12 @@ class StarletteSocket:
 
     def __init__(self, ws: WebSocket) -> None:
         self._ws = ws
+        extensions = ws.scope.get("extensions") or {}
+        self._direct: DirectWriter | None = extensions.get(FRAME_WRITER)
+
+    @property
+    def direct(self) -> DirectWriter | None:
+        return self._direct
 
     async def send(self, data: bytes) -> None:
         await self._ws.send_bytes(data)
@@ -110,8 +121,12 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> FastAPI
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Compile the notebook schema now: the first snapshot would stall every room for it.
+        warm_up_export()
+        lag = asyncio.get_running_loop().create_task(watch_loop_lag(metrics.loop_lag_seconds))
         hub.ready = True  # type: ignore[attr-defined]
         yield
+        lag.cancel()
         await hub.aclose()
 
     app = FastAPI(title="cs3collab hub", lifespan=lifespan)

@@ -40,6 +40,12 @@ class HubMetrics:
         self.room_load_seconds = Histogram(
             "cs3collab_room_load_seconds", "Time to load a room", registry=r
         )
+        self.loop_lag_seconds = Histogram(
+            "cs3collab_event_loop_lag_seconds",
+            "How late a 50 ms timer of the hub's event loop fired",
+            registry=r,
+            buckets=(0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+        )
         self.slow_clients = Counter(
             "cs3collab_slow_clients",
             "Clients closed because their send queue overflowed",

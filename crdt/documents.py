@@ -224,6 +224,11 @@ def serialize_notebook(nb: dict[str, Any]) -> bytes:
     return (text + "\n").encode("utf-8")
 
 
+def warm_up_export() -> None:
+    """Build nbformat's schema validator (a few hundred ms, once per process) ahead of time."""
+    serialize_notebook(dict(nbformat.v4.new_notebook()))  # type: ignore[no-untyped-call]
+
+
 def _with_unique_ids(nb: dict[str, Any]) -> dict[str, Any]:
     """nbformat >= 4.5 cells need unique ids: add missing ones, rename repeats (deterministic)."""
     if (nb.get("nbformat"), nb.get("nbformat_minor", 0)) < (4, 5):
