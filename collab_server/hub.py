@@ -6,6 +6,7 @@ Framework-free: the ASGI layer (``app.py``) adapts sockets and HTTP to these cal
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -15,6 +16,7 @@ from pycrdt import Doc
 from collab_server.auth import Access, Authenticator, Principal, access_for
 from collab_server.connection import Connection, Socket
 from collab_server.copies import create_copy_beside
+from collab_server.heap import HeapTrimmer
 from collab_server.logs import get_logger, kv
 from collab_server.metrics import HubMetrics
 from collab_server.protocol import CloseCode, ProtocolError, close_reason, parse_frame
@@ -99,7 +101,12 @@ class Hub:
         self.update_log = update_log
         self.auth = authenticator
         self.metrics = metrics
-        self.rooms = RoomRegistry(grace=settings.unload_grace, metrics=metrics)
+        self.heap = HeapTrimmer()
+        # merge bases of rooms open when the process last stopped (see versions.py)
+        shutil.rmtree(settings.state_dir / "versions", ignore_errors=True)
+        self.rooms = RoomRegistry(
+            grace=settings.unload_grace, metrics=metrics, on_unloaded=self.heap.soon
+        )
 
     async def authenticate(self, token: str | None) -> Principal:
         try:
@@ -190,6 +197,7 @@ class Hub:
             previous_lock_id=previous_lock_id,
         )
         room.command_handler = self._room_command
+        room.on_large_send = self._after_large_send
         if stored.snapshot is not None:
             # Loaded from the log: it may hold edits storage never got (a crash before the
             # snapshot). Export once and write if it differs from what storage holds.
@@ -200,6 +208,7 @@ class Hub:
             await room.close()
             raise
         self.metrics.room_load_seconds.observe(time.perf_counter() - started)
+        self.heap.soon()  # the file, its parsed form and the loader's doc are garbage now
         log.info(
             "room loaded",
             extra=kv(
@@ -429,7 +438,13 @@ class Hub:
                 conn.close_now(CloseCode.BAD_REQUEST, str(exc)[:123])
                 return
 
+    def _after_large_send(self) -> None:
+        # The message leaves the socket buffer as fast as the client reads it: trim twice.
+        self.heap.soon(0.2)
+        self.heap.soon(2.0)
+
     async def aclose(self) -> None:
         await self.rooms.close_all()
+        await self.heap.aclose()
         await self.update_log.aclose()
         await self.storage.aclose()

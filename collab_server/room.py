@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -50,6 +49,7 @@ from collab_server.protocol import (
 from collab_server.settings import Settings
 from collab_server.snapshotter import SaveStatus, Snapshotter
 from collab_server.update_log import UpdateLog
+from collab_server.versions import StoredVersions
 from crdt.documents import DocumentKind, content_hash
 from storage_bridge.base import Storage
 from storage_bridge.errors import Locked, PreconditionFailed, StorageError
@@ -59,6 +59,7 @@ from storage_bridge.types import Resource, ResourceId
 log = get_logger("room")
 
 _EMPTY_UPDATE = b"\x00\x00"
+_LARGE_MESSAGE = 1 << 20
 
 
 class _HubOrigin:
@@ -111,7 +112,7 @@ class Room:
         self.awareness = Awareness(doc)
         self.clients: set[Connection] = set()
         self.base_etag = base_etag
-        self.base_content = base_content
+        self.base_hash = content_hash(base_content)
         self.lock_id: str | None = None
         self.read_only_reason: str | None = None
         self._log = update_log
@@ -136,9 +137,10 @@ class Room:
             remember=lambda lock_id: update_log.set_lock_id(key, lock_id),
         )
         self.conflict_copies: list[str] = []
-        # Recent stored versions by etag: the base for a writer that says which one it started from.
-        self._versions: OrderedDict[str, bytes] = OrderedDict()
-        self._remember(base_etag, base_content)
+        # Recent stored versions by etag, on disk: the merge base for external writers.
+        self._versions = StoredVersions(settings.state_dir / "versions", key)
+        self._initial_base: bytes | None = base_content  # filed by start()
+        self._filing: asyncio.Task[None] | None = None
         self._maintainer: asyncio.Task[None] | None = None
         self._closing = False
         self._dirty_pending = False
@@ -151,12 +153,14 @@ class Room:
             debounce=settings.snapshot_debounce,
             max_debounce=settings.snapshot_max_debounce,
             retry_max=settings.snapshot_retry_max,
-            stored_hash=content_hash(base_content),
+            stored_hash=self.base_hash,
         )
         self._subscription = doc.observe(self._on_doc_update)
         self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch_loop())
         self.on_fatal: Callable[[Room], Awaitable[None]] | None = None
         # JSON raw commands ("work_on_copy", "merge_back") involve other rooms: the hub answers.
+        # A big one-off message (a full SyncStep2) was queued: the hub trims the heap after it.
+        self.on_large_send: Callable[[], None] | None = None
         self.command_handler: (
             Callable[[Room, Connection, dict[str, Any]], Awaitable[dict[str, Any]]] | None
         ) = None
@@ -348,6 +352,8 @@ class Room:
                 except Exception as exc:
                     raise ProtocolError(f"bad state vector: {exc}") from exc
                 self._outbox.put_nowait(_Outgoing(data=sync_step2_message(missing), to=conn))
+                if len(missing) > _LARGE_MESSAGE and self.on_large_send is not None:
+                    self.on_large_send()  # its bytes are freed once the socket took them
                 return
             self._apply_client_update(conn, frame.payload)
         elif isinstance(frame, AwarenessFrame):
@@ -430,11 +436,26 @@ class Room:
     def _export(self) -> bytes:
         return self.kind.export(self.view)
 
-    def _remember(self, etag: str, data: bytes) -> None:
-        self._versions[etag] = data
-        self._versions.move_to_end(etag)
-        while len(self._versions) > 16:
-            self._versions.popitem(last=False)
+    async def _file_initial_base(self) -> None:
+        data = self._initial_base
+        if data is not None:
+            await self._versions.put(self.base_etag, data)
+            if self._initial_base is data:
+                self._initial_base = None
+
+    async def _base_bytes(self) -> bytes:
+        """What storage held when we last read or wrote it (``base_etag``)."""
+        if self._initial_base is not None:
+            return self._initial_base
+        data = await self._versions.get(self.base_etag)
+        if data is not None:
+            return data
+        # Its file is gone: storage still has it unless someone wrote since.
+        data, etag = await self._storage.read(self.any_token(), self.resource_id)
+        if etag != self.base_etag and content_hash(data) != self.base_hash:
+            log.error("merge base lost; merging against nothing", extra=kv(room=self.key))
+            return b""
+        return data
 
     async def _write_snapshot(self, data: bytes, digest: str) -> None:
         token = self.editor_token()
@@ -452,9 +473,9 @@ class Room:
             # retries with the merged document.
             await self._merge_external_locked()
             raise
-        self.base_etag = etag
-        self.base_content = data
-        self._remember(etag, data)
+        self.base_etag, self.base_hash = etag, digest
+        self._initial_base = None  # superseded (the filing task holds its own reference)
+        await self._versions.put(etag, data)
         # etag + hash only: the bytes are what we just wrote (they reach the log at unload;
         # after a crash they are read back from storage when the hash still matches)
         await self._log.set_base(self.key, etag, digest)
@@ -469,6 +490,8 @@ class Room:
 
     async def start(self) -> None:
         """Take the lock and catch up with changes made while the room was closed."""
+        # Filed in the background: writing a 50 MB base before the first sync slowed the open.
+        self._filing = asyncio.get_running_loop().create_task(self._file_initial_base())
         await self._lock_tick()
         try:
             await self.check_external()
@@ -531,8 +554,10 @@ class Room:
 
         ``base`` is the version ``data`` was derived from (default: what we last read/wrote).
         """
-        base = self.base_content if base is None else base
-        if content_hash(data) != content_hash(base):
+        digest = content_hash(data)
+        if digest != (self.base_hash if base is None else content_hash(base)):
+            if base is None:
+                base = await self._base_bytes()
             previous, self._origin = self._origin, HUB_MERGE
             try:
                 conflicts = self.kind.merge_into(self.view, base, data)
@@ -544,11 +569,11 @@ class Room:
             )
         else:
             conflicts = []  # a touch, or a rewrite with the same bytes
-        self.base_etag = etag
-        self.base_content = data
-        self._remember(etag, data)
-        self.snapshotter.stored_hash = content_hash(data)
-        await self._log.set_base(self.key, etag, content_hash(data), data)
+        self.base_etag, self.base_hash = etag, digest
+        self._initial_base = None  # superseded (the filing task holds its own reference)
+        await self._versions.put(etag, data)
+        self.snapshotter.stored_hash = digest
+        await self._log.set_base(self.key, etag, digest, data)
         # Storage holds theirs; unless the merge result exports to the same bytes (then the
         # write is skipped), it must hold the merged document: e.g. ours after invalid JSON.
         self.snapshotter.changed()
@@ -594,15 +619,17 @@ class Room:
         async with self.snapshotter.lock:
             resource = await self._merge_external_locked()  # first what landed in storage
             copies_before = len(self.conflict_copies)
-            stored_etag, stored = self.base_etag, self.base_content
+            stored_etag, stored_hash = self.base_etag, self.base_hash
+            stored = await self._base_bytes()
             if base is None:
-                base = self._versions.get(based_on, stored) if based_on else stored
+                known = await self._versions.get(based_on) if based_on else None
+                base = stored if known is None else known
             conflicts = await self._merge_version(resource, data, stored_etag, who, base=base)
             # storage still holds ``stored``: the next snapshot writes the merged doc over it
-            self.base_content = stored
-            self._remember(stored_etag, stored)
-            self.snapshotter.stored_hash = content_hash(stored)
-            await self._log.set_base(self.key, stored_etag, content_hash(stored), stored)
+            self.base_etag, self.base_hash = stored_etag, stored_hash
+            await self._versions.put(stored_etag, stored)
+            self.snapshotter.stored_hash = stored_hash
+            await self._log.set_base(self.key, stored_etag, stored_hash, stored)
         await self.snapshotter.flush()
         copy = self.conflict_copies[-1] if len(self.conflict_copies) > copies_before else None
         return conflicts, copy
@@ -623,11 +650,14 @@ class Room:
                 "final snapshot failed; edits stay in the update log", extra=kv(room=self.key)
             )
         await self.lock.release(self.editor_token())
+        if self._filing is not None:
+            await asyncio.gather(self._filing, return_exceptions=True)
         try:
-            digest = content_hash(self.base_content)
-            await self._log.set_base(self.key, self.base_etag, digest, self.base_content)
+            base = await self._base_bytes()
+            await self._log.set_base(self.key, self.base_etag, self.base_hash, base)
         except Exception as exc:  # only a merge base for later: storage has the document
             log.warning("could not record the merge base", extra=kv(room=self.key, error=repr(exc)))
+        await self._versions.remove_all()
         self._outbox.put_nowait(None)
         await self._dispatcher
         if self._tail_updates:

@@ -13,7 +13,14 @@ log = get_logger("rooms")
 
 
 class RoomRegistry:
-    def __init__(self, *, grace: float, metrics: HubMetrics) -> None:
+    def __init__(
+        self,
+        *,
+        grace: float,
+        metrics: HubMetrics,
+        on_unloaded: Callable[[], None] | None = None,
+    ) -> None:
+        self._on_unloaded = on_unloaded
         self._grace = grace
         self._metrics = metrics
         self._rooms: dict[str, Room] = {}
@@ -88,6 +95,8 @@ class RoomRegistry:
                 del self._rooms[room.key]
             self._unloading.pop(room.key, None)
             self._metrics.rooms.set(len(self._rooms))
+            if self._on_unloaded is not None:
+                self._on_unloaded()
 
     async def _drop(self, room: Room) -> None:
         """A room whose update log failed: forget it without a snapshot (clients resend)."""

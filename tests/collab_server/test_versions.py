@@ -1,0 +1,51 @@
+"""StoredVersions: merge bases on disk, newest kept, memory only where the disk refuses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from collab_server.versions import StoredVersions
+
+
+async def test_put_get_and_eviction(tmp_path: Path) -> None:
+    versions = StoredVersions(tmp_path / "versions", "room-a", keep=3)
+    for i in range(5):
+        await versions.put(f"etag{i}", b"v%d" % i)
+    assert "etag0" not in versions and "etag1" not in versions
+    assert [await versions.get(f"etag{i}") for i in range(5)] == [None, None, b"v2", b"v3", b"v4"]
+    # files on disk, one per kept version, nothing left half-written
+    files = sorted(p.name for p in (tmp_path / "versions").rglob("*") if p.is_file())
+    assert len(files) == 3 and not any(name.endswith(".tmp") for name in files)
+    # re-putting an etag makes it the newest again
+    await versions.put("etag2", b"v2")
+    await versions.put("etag5", b"v5")
+    assert await versions.get("etag2") == b"v2" and "etag3" not in versions
+
+
+async def test_rooms_do_not_share_files(tmp_path: Path) -> None:
+    a = StoredVersions(tmp_path, "room-a")
+    b = StoredVersions(tmp_path, "room-b")
+    await a.put("same-etag", b"a")
+    await b.put("same-etag", b"b")
+    assert (await a.get("same-etag"), await b.get("same-etag")) == (b"a", b"b")
+    await a.remove_all()
+    assert await a.get("same-etag") is None and await b.get("same-etag") == b"b"
+
+
+async def test_file_removed_under_it_reads_as_unknown(tmp_path: Path) -> None:
+    versions = StoredVersions(tmp_path, "room")
+    await versions.put("e", b"data")
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            path.unlink()
+    assert await versions.get("e") is None and "e" not in versions
+
+
+async def test_disk_refusing_keeps_the_version_in_memory(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the versions directory should be")
+    versions = StoredVersions(blocker, "room", keep=2)
+    await versions.put("e1", b"one")
+    await versions.put("e2", b"two")
+    await versions.put("e3", b"three")
+    assert [await versions.get(e) for e in ("e1", "e2", "e3")] == [None, b"two", b"three"]
