@@ -22,7 +22,7 @@ from storage_bridge.errors import (
     PreconditionFailed,
     Unavailable,
 )
-from storage_bridge.local import INDEX_NAME, TMP_PREFIX, LocalStorage
+from storage_bridge.local import INDEX_NAME, TMP_PREFIX, LocalStorage, _DigestCache
 from storage_bridge.types import Permissions, ResourceId
 from tests.storage_bridge.contract import APP, NB, StorageContract, new_lock_id
 
@@ -127,6 +127,34 @@ async def test_external_edit_changes_etag_keeps_id(local: LocalStorage, root: Pa
     assert st.etag == hashlib.sha256(b"theirs").hexdigest()
     with pytest.raises(PreconditionFailed):
         await local.write(TOKEN, "/ext.ipynb", b"ours v2", if_match=res.etag)
+
+
+async def test_cached_etag_sees_same_size_edit_with_restored_mtime(
+    local: LocalStorage, root: Path
+) -> None:
+    path = root / "cached.ipynb"
+    path.write_bytes(b"version-A")
+    old = path.stat().st_mtime_ns - 10_000_000_000  # 10 s ago: past the racy window
+    os.utime(path, ns=(old, old))
+    await asyncio.sleep(_DigestCache.RACY_SECONDS + 0.1)  # ctime, which utime cannot set, ages too
+    first = await local.stat(TOKEN, "/cached.ipynb")
+    assert first.etag == hashlib.sha256(b"version-A").hexdigest()
+    assert (await local.stat(TOKEN, "/cached.ipynb")).etag == first.etag  # served from cache
+    # A writer that keeps the size and puts the mtime back: only ctime tells, and it does.
+    path.write_bytes(b"version-B")
+    os.utime(path, ns=(old, old))
+    assert (await local.stat(TOKEN, "/cached.ipynb")).etag == hashlib.sha256(
+        b"version-B"
+    ).hexdigest()
+
+
+async def test_fresh_files_are_rehashed_every_time(local: LocalStorage, root: Path) -> None:
+    # Written within the racy window: two same-size writes in one clock tick must not collide.
+    path = root / "fresh.ipynb"
+    for i in range(20):
+        data = b"content-%02d" % i
+        path.write_bytes(data)
+        assert (await local.stat(TOKEN, "/fresh.ipynb")).etag == hashlib.sha256(data).hexdigest()
 
 
 # ---- path safety ----
