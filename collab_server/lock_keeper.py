@@ -8,6 +8,7 @@ A crashed hub leaves a lock that simply expires.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -62,6 +63,13 @@ class LockKeeper:
         self.lock_id: str | None = None
         self.holder = ""
         self._next_refresh = 0.0
+        self._remembering: asyncio.Future[None] | None = None
+
+    def _remembered(self, task: asyncio.Future[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.warning(
+                "lock id not recorded", extra=kv(room=self._room, error=repr(task.exception()))
+            )
 
     def _describe(self, lock: Lock | None) -> str:
         if lock is None:
@@ -121,7 +129,10 @@ class LockKeeper:
         self.state = LockState.HELD
         self._next_refresh = time.monotonic() + self._refresh_every
         if self._remember is not None:
-            await self._remember(lock_id)
+            # Not awaited: the log's writer may be busy recording a big room just loaded, and
+            # the id only matters after a crash (a lost id means waiting out the expiry).
+            self._remembering = asyncio.ensure_future(self._remember(lock_id))
+            self._remembering.add_done_callback(self._remembered)
         log.info("lock taken", extra=kv(room=self._room))
         return (
             LockChange(LockState.HELD, "", lost=False) if previous is not LockState.HELD else None

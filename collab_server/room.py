@@ -102,6 +102,7 @@ class Room:
         initial_token: str,
         initial_token_can_write: bool,
         previous_lock_id: str | None = None,
+        log_ready: asyncio.Future[None] | None = None,
     ) -> None:
         self.key = key
         self.kind = kind
@@ -116,6 +117,7 @@ class Room:
         self.lock_id: str | None = None
         self.read_only_reason: str | None = None
         self._log = update_log
+        self._log_ready = log_ready  # the log's record of the loaded state, still being written
         self._storage = storage
         self._settings = settings
         self._metrics = metrics
@@ -261,6 +263,13 @@ class Room:
     async def _append_durably(self, updates: list[bytes]) -> bool:
         """Log a batch; on persistent failure close the room rather than send unlogged state."""
         delay = 0.05
+        if self._log_ready is not None:
+            try:
+                await self._log_ready  # updates are only replayable on top of it
+                self._log_ready = None
+            except Exception as exc:
+                log.error("update log start failed", extra=kv(room=self.key, error=repr(exc)))
+                return await self._log_unavailable()
         for attempt in range(5):
             started = time.perf_counter()
             try:
@@ -276,6 +285,9 @@ class Room:
             self._tail_updates += len(updates)
             self._tail_bytes += sum(len(u) for u in updates)
             return True
+        return await self._log_unavailable()
+
+    async def _log_unavailable(self) -> bool:
         # Clients keep their edits locally and resend them (SyncStep2) when they reconnect.
         for client in list(self.clients):
             await client.close(CloseCode.INTERNAL, "update log unavailable")
@@ -652,6 +664,8 @@ class Room:
         await self.lock.release(self.editor_token())
         if self._filing is not None:
             await asyncio.gather(self._filing, return_exceptions=True)
+        if self._log_ready is not None:
+            await asyncio.gather(self._log_ready, return_exceptions=True)
         try:
             base = await self._base_bytes()
             await self._log.set_base(self.key, self.base_etag, self.base_hash, base)

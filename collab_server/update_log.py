@@ -56,8 +56,16 @@ class UpdateLog(Protocol):
         """Remember the storage lock the room holds, so a restarted hub can adopt it."""
         ...
 
-    async def start(self, room: str, snapshot: bytes, base_etag: str, base_content: bytes) -> None:
-        """Record the initial state of a room loaded from storage."""
+    async def start(
+        self,
+        room: str,
+        snapshot: bytes,
+        base_etag: str,
+        base_hash: str,
+        base_content: bytes | None = None,
+    ) -> None:
+        """Record the initial state of a room loaded from storage (the bytes are optional:
+        after a crash, storage still holds them when their hash matches)."""
         ...
 
     async def append(self, room: str, updates: list[bytes]) -> int:
@@ -181,11 +189,18 @@ class SQLiteUpdateLog:
         row = self._db.execute("SELECT MAX(seq) FROM updates WHERE room=?", (room,)).fetchone()
         return int(row[0]) if row and row[0] is not None else 0
 
-    def _start(self, room: str, snapshot: bytes, base_etag: str, base_content: bytes) -> None:
+    def _start(
+        self,
+        room: str,
+        snapshot: bytes,
+        base_etag: str,
+        base_hash: str,
+        base_content: bytes | None,
+    ) -> None:
         self._db.execute(
             "UPDATE rooms SET snapshot=?, base_etag=?, base_content=?, base_hash=?, updated=?"
             " WHERE room=?",
-            (snapshot, base_etag, base_content, _sha256(base_content), time.time(), room),
+            (snapshot, base_etag, base_content, base_hash, time.time(), room),
         )
 
     def _append(self, room: str, updates: list[bytes]) -> int:
@@ -245,8 +260,15 @@ class SQLiteUpdateLog:
     async def has_lineage(self, lineage: str) -> bool:
         return await self._run(self._has_lineage, lineage)
 
-    async def start(self, room: str, snapshot: bytes, base_etag: str, base_content: bytes) -> None:
-        await self._run(self._start, room, snapshot, base_etag, base_content)
+    async def start(
+        self,
+        room: str,
+        snapshot: bytes,
+        base_etag: str,
+        base_hash: str,
+        base_content: bytes | None = None,
+    ) -> None:
+        await self._run(self._start, room, snapshot, base_etag, base_hash, base_content)
 
     async def append(self, room: str, updates: list[bytes]) -> int:
         return await self._run(self._append, room, updates)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,7 @@ async def test_append_load_compact_keep_every_update(tmp_path: Path) -> None:
     await log.ensure_lineage("room")
     all_updates = _updates(31)
     updates, more = all_updates[:30], all_updates[30:]
-    await log.start("room", b"\x00\x00", "etag0", b"base")
+    await log.start("room", b"\x00\x00", "etag0", hashlib.sha256(b"base").hexdigest(), b"base")
     seq = await log.append("room", updates[:10])
     seq = await log.append("room", updates[10:])
     stored = await log.load("room")
