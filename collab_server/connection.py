@@ -114,6 +114,7 @@ class Connection:
                         await self.socket.send(data)
                 if None in batch:
                     break
+                del batch  # not kept alive while waiting for the next one
         except TimeoutError:
             self.overflowed = True
             self.close_code = self.close_code or CloseCode.TOO_MANY

@@ -168,6 +168,7 @@ class Hub:
             log_ready = asyncio.ensure_future(
                 self.update_log.start(key, update, etag, content_hash(data))
             )
+            log_ready.add_done_callback(lambda _: self.heap.soon())  # SQLite's blob buffers
             base_etag, base_content, doc_bytes = etag, data, len(update)
             previous_lock_id = None
         else:

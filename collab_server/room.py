@@ -204,21 +204,25 @@ class Room:
     # -- the ordered outbox ------------------------------------------------------------------
 
     async def _dispatch_loop(self) -> None:
-        while True:
-            item = await self._outbox.get()
-            batch = [item]
-            while not self._outbox.empty():
-                batch.append(self._outbox.get_nowait())
-            stop = None in batch
-            items = [i for i in batch if i is not None]
-            updates = [i.update for i in items if i.update is not None]
-            if updates and not await self._append_durably(updates):
-                return
-            self._fan_out(items)
-            if updates:
-                await self._maybe_compact(updates)
-            if stop:
-                return
+        while await self._dispatch_batch(await self._outbox.get()):
+            pass
+
+    async def _dispatch_batch(self, first: _Outgoing | None) -> bool:
+        """Log and send one batch; False when the room stops. A function of its own so that
+        its frames die with it: a loop's locals kept the last batch (e.g. a 50 MB SyncStep2)
+        alive for as long as the room stayed quiet (measured, bench P4)."""
+        batch = [first]
+        while not self._outbox.empty():
+            batch.append(self._outbox.get_nowait())
+        stop = None in batch
+        items = [i for i in batch if i is not None]
+        updates = [i.update for i in items if i.update is not None]
+        if updates and not await self._append_durably(updates):
+            return False
+        self._fan_out(items)
+        if updates:
+            await self._maybe_compact(updates)
+        return not stop
 
     def _fan_out(self, items: list[_Outgoing]) -> None:
         """Send a batch: all its doc updates as ONE frame, all its awareness as ONE frame.
