@@ -13,23 +13,25 @@ import asyncio
 import ctypes
 import ctypes.util
 from collections.abc import Callable
+from typing import Any
 
 from collab_server.logs import get_logger
 
 log = get_logger("heap")
 
 
-def _load_malloc_trim() -> Callable[[int], int] | None:
-    name = ctypes.util.find_library("c")
-    if name is None:
+def _glibc_function(name: str, *argtypes: type[ctypes._SimpleCData[int]]) -> Any | None:
+    """A malloc-tuning function of the C library, or None where there is none (musl, macOS)."""
+    library = ctypes.util.find_library("c")
+    if library is None:
         return None
     try:
-        trim = ctypes.CDLL(name).malloc_trim
+        function = getattr(ctypes.CDLL(library), name)
     except (OSError, AttributeError):
         return None
-    trim.argtypes = [ctypes.c_size_t]
-    trim.restype = ctypes.c_int
-    return trim
+    function.argtypes = list(argtypes)
+    function.restype = ctypes.c_int
+    return function
 
 
 _M_MMAP_THRESHOLD = -3  # mallopt() parameter number in glibc's malloc.h
@@ -44,23 +46,15 @@ def pin_mmap_threshold(size: int = 256 * 1024) -> bool:
     the file, 2.9x with the threshold pinned at 256 KiB (measured, bench P4). False without
     glibc.
     """
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    try:
-        mallopt = ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
-    return bool(mallopt(_M_MMAP_THRESHOLD, size))
+    mallopt = _glibc_function("mallopt", ctypes.c_int, ctypes.c_int)
+    return mallopt is not None and bool(mallopt(_M_MMAP_THRESHOLD, size))
 
 
 class HeapTrimmer:
     """``malloc_trim`` on a worker thread (a large heap takes milliseconds), one at a time."""
 
     def __init__(self) -> None:
-        self._trim = _load_malloc_trim()
+        self._trim: Callable[[int], int] | None = _glibc_function("malloc_trim", ctypes.c_size_t)
         self._closed = False
         self._task: asyncio.Task[None] | None = None
         self._again = False
