@@ -1,11 +1,13 @@
-"""The stored versions a room may need as a merge base, kept on the hub's disk, not in memory.
+"""The stored versions a room may need as a merge base: small ones in memory, big ones on disk.
 
 A room needs the bytes storage held when it last read or wrote the file (the three-way merge
 base for an external writer), and a few older ones (the base of a writer that says which
-version it started from). They are needed only when someone writes beside the hub, so they
-live in files: in memory they cost 1x the notebook per room on top of the Y doc's ~2x
-(measured, bench P4). Files are written on a worker thread, without fsync: this is a cache
-for the life of the room; after a crash the update log's base hash and storage take over.
+version it started from). They are needed only when someone writes beside the hub. Kept in
+memory, a big notebook's base cost 1x its size per room on top of the Y doc's ~2x (measured,
+bench P4), so versions over ``memory_max`` live in files under the data dir instead, written
+on a worker thread without fsync (a cache for the life of the room; after a crash the update
+log's base hash and storage take over). Small ones stay in memory: writing each snapshot's
+bytes twice (storage and here) doubled the hub's own disk writes while typing (bench P5).
 """
 
 from __future__ import annotations
@@ -29,9 +31,12 @@ def _name(value: str) -> str:
 class StoredVersions:
     """Up to ``keep`` versions of one file, by etag, newest last."""
 
-    def __init__(self, root: Path, room: str, keep: int = 16) -> None:
+    def __init__(
+        self, root: Path, room: str, keep: int = 16, memory_max: int = 4 * 1024 * 1024
+    ) -> None:
         self._dir = root / _name(room)
         self._keep = keep
+        self._memory_max = memory_max
         self._etags: OrderedDict[str, Path] = OrderedDict()
         self._in_memory: dict[Path, bytes] = {}  # where the disk refused (full, read-only)
 
@@ -40,18 +45,24 @@ class StoredVersions:
 
     async def put(self, etag: str, data: bytes) -> None:
         path = self._dir / _name(etag)
-        try:
-            await asyncio.to_thread(self._write, path, data)
-            self._in_memory.pop(path, None)
-        except OSError as exc:
-            log.warning("merge base kept in memory", extra=kv(path=str(path), error=repr(exc)))
+        if len(data) <= self._memory_max:
             self._in_memory[path] = data
+        else:
+            try:
+                await asyncio.to_thread(self._write, path, data)
+                self._in_memory.pop(path, None)
+            except OSError as exc:
+                log.warning("merge base kept in memory", extra=kv(path=str(path), error=repr(exc)))
+                self._in_memory[path] = data
         self._etags[etag] = path
         self._etags.move_to_end(etag)
-        while len(self._etags) > self._keep:
+        # at most ``keep`` versions, and at most 2 * memory_max bytes of them in memory
+        # (older ones go first; the newest, the current base, always stays)
+        while len(self._etags) > self._keep or (
+            len(self._etags) > 1 and self._memory_bytes() > 2 * self._memory_max
+        ):
             _, old = self._etags.popitem(last=False)
-            in_use = old in self._etags.values()
-            if not in_use and self._in_memory.pop(old, None) is None:
+            if old not in self._etags.values() and self._in_memory.pop(old, None) is None:
                 await asyncio.to_thread(self._remove, old)
 
     async def get(self, etag: str) -> bytes | None:
@@ -70,6 +81,9 @@ class StoredVersions:
         self._etags.clear()
         self._in_memory.clear()
         await asyncio.to_thread(shutil.rmtree, self._dir, True)
+
+    def _memory_bytes(self) -> int:
+        return sum(len(data) for data in self._in_memory.values())
 
     @staticmethod
     def _remove(path: Path) -> None:

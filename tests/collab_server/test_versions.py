@@ -1,4 +1,4 @@
-"""StoredVersions: merge bases on disk, newest kept, memory only where the disk refuses."""
+"""StoredVersions: small merge bases in memory, big ones on disk, newest kept."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collab_server.versions import StoredVersions
 
 
 async def test_put_get_and_eviction(tmp_path: Path) -> None:
-    versions = StoredVersions(tmp_path / "versions", "room-a", keep=3)
+    versions = StoredVersions(tmp_path / "versions", "room-a", keep=3, memory_max=0)
     for i in range(5):
         await versions.put(f"etag{i}", b"v%d" % i)
     assert "etag0" not in versions and "etag1" not in versions
@@ -23,8 +23,8 @@ async def test_put_get_and_eviction(tmp_path: Path) -> None:
 
 
 async def test_rooms_do_not_share_files(tmp_path: Path) -> None:
-    a = StoredVersions(tmp_path, "room-a")
-    b = StoredVersions(tmp_path, "room-b")
+    a = StoredVersions(tmp_path, "room-a", memory_max=0)
+    b = StoredVersions(tmp_path, "room-b", memory_max=0)
     await a.put("same-etag", b"a")
     await b.put("same-etag", b"b")
     assert (await a.get("same-etag"), await b.get("same-etag")) == (b"a", b"b")
@@ -33,7 +33,7 @@ async def test_rooms_do_not_share_files(tmp_path: Path) -> None:
 
 
 async def test_file_removed_under_it_reads_as_unknown(tmp_path: Path) -> None:
-    versions = StoredVersions(tmp_path, "room")
+    versions = StoredVersions(tmp_path, "room", memory_max=0)
     await versions.put("e", b"data")
     for path in tmp_path.rglob("*"):
         if path.is_file():
@@ -44,8 +44,27 @@ async def test_file_removed_under_it_reads_as_unknown(tmp_path: Path) -> None:
 async def test_disk_refusing_keeps_the_version_in_memory(tmp_path: Path) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the versions directory should be")
-    versions = StoredVersions(blocker, "room", keep=2)
+    versions = StoredVersions(blocker, "room", keep=2, memory_max=0)
     await versions.put("e1", b"one")
     await versions.put("e2", b"two")
     await versions.put("e3", b"three")
-    assert [await versions.get(e) for e in ("e1", "e2", "e3")] == [None, b"two", b"three"]
+    # in memory after all, within the memory budget: the current base is never dropped
+    assert [await versions.get(e) for e in ("e1", "e2", "e3")] == [None, None, b"three"]
+
+
+async def test_small_versions_stay_in_memory_big_ones_go_to_disk(tmp_path: Path) -> None:
+    versions = StoredVersions(tmp_path, "room", memory_max=100)
+    await versions.put("small", b"s" * 100)
+    assert not any(p.is_file() for p in tmp_path.rglob("*"))  # no disk write for it
+    await versions.put("big", b"b" * 101)
+    assert [p.stat().st_size for p in tmp_path.rglob("*") if p.is_file()] == [101]
+    assert await versions.get("small") == b"s" * 100 and await versions.get("big") == b"b" * 101
+
+
+async def test_memory_budget_drops_the_oldest_small_versions(tmp_path: Path) -> None:
+    versions = StoredVersions(tmp_path, "room", memory_max=100)  # budget: 200 bytes
+    for i in range(4):
+        await versions.put(f"e{i}", bytes([i]) * 90)
+    # two fit (180 bytes); the newest, the current base, is always kept
+    assert [e for e in ("e0", "e1", "e2", "e3") if e in versions] == ["e2", "e3"]
+    assert await versions.get("e3") == bytes([3]) * 90
