@@ -48,7 +48,7 @@ class HubMetrics:
         )
         self.slow_clients = Counter(
             "cs3collab_slow_clients",
-            "Clients closed because their send queue overflowed",
+            "Clients closed because they stopped reading (send backlog or timeout)",
             registry=r,
         )
 

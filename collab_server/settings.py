@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     # limits
     max_frame_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     max_doc_bytes: int = Field(256 * 1024 * 1024, ge=1024)
-    send_queue_max: int = Field(1024, ge=1)
+    send_queue_max: int = Field(1024, ge=1)  # frames waiting for a client that does not read
     send_timeout: float = Field(30.0, gt=0)  # a client not reading for this long is dropped
     max_clients_per_room: int = Field(500, ge=1)
 
