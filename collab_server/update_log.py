@@ -17,10 +17,12 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar
+
+from collab_server.logs import get_logger, kv
 
 T = TypeVar("T")
 
@@ -94,6 +96,8 @@ class UpdateLog(Protocol):
     async def aclose(self) -> None: ...
 
 
+log = get_logger("update_log")
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS rooms (
     room TEXT PRIMARY KEY,
@@ -138,6 +142,54 @@ class SQLiteUpdateLog:
         self._db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
         self._db.executescript(_SCHEMA)
         self._last_seq: dict[str, int] = {}
+        # Checkpoints off the commit path. SQLite's automatic checkpoint runs inside whichever
+        # commit crosses 1,000 WAL pages, and fsyncs there: with 50 typing editors that was the
+        # p99 of an append, i.e. of every edit's delivery (measured, bench P1). A connection of
+        # its own checkpoints PASSIVE-ly on its own thread (never blocking a writer) each time
+        # the WAL has grown by CHECKPOINT_BYTES.
+        self._db.execute("PRAGMA wal_autocheckpoint=0")
+        self._db.execute(f"PRAGMA journal_size_limit={self.WAL_LIMIT_BYTES}")
+        self._wal = Path(f"{path}-wal")
+        self._checkpoint_db = sqlite3.connect(
+            str(path), check_same_thread=False, isolation_level=None, cached_statements=0
+        )
+        self._checkpointer = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="update-log-checkpoint"
+        )
+        self._checkpointing: Future[None] | None = None
+        self._checkpointed_at = 0  # WAL size when the last checkpoint was asked for
+
+    CHECKPOINT_BYTES = 4 * 1024 * 1024
+    WAL_LIMIT_BYTES = 4 * CHECKPOINT_BYTES
+
+    def _maybe_checkpoint(self) -> None:
+        """After a commit (log thread): start a checkpoint if the WAL grew enough."""
+        try:
+            size = self._wal.stat().st_size
+        except OSError:
+            return
+        if size < self._checkpointed_at:  # the WAL restarted from its beginning
+            self._checkpointed_at = 0
+        if size > self.WAL_LIMIT_BYTES:
+            # Writes never paused long enough for a background checkpoint to catch up (the WAL
+            # only restarts once it is fully copied): make it catch up here, once in a while.
+            if self._checkpointing is not None:
+                self._checkpointing.result()
+            self._db.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+            self._checkpointed_at = 0
+            return
+        if size - self._checkpointed_at < self.CHECKPOINT_BYTES:
+            return
+        if self._checkpointing is not None and not self._checkpointing.done():
+            return
+        self._checkpointed_at = size
+        self._checkpointing = self._checkpointer.submit(self._checkpoint)
+
+    def _checkpoint(self) -> None:
+        try:
+            self._checkpoint_db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error as exc:  # retried at the next growth; the WAL only grows meanwhile
+            log.warning("update log checkpoint failed", extra=kv(error=repr(exc)))
 
     async def _run(self, fn: Callable[..., T], *args: object) -> T:
         loop = asyncio.get_running_loop()
@@ -202,6 +254,7 @@ class SQLiteUpdateLog:
             " WHERE room=?",
             (snapshot, base_etag, base_content, base_hash, time.time(), room),
         )
+        self._maybe_checkpoint()
 
     def _append(self, room: str, updates: list[bytes]) -> int:
         seq = self._last_seq.get(room)
@@ -215,6 +268,7 @@ class SQLiteUpdateLog:
                     "INSERT INTO updates(room, seq, data) VALUES (?,?,?)", (room, seq, update)
                 )
         self._last_seq[room] = seq
+        self._maybe_checkpoint()
         return seq
 
     def _compact(self, room: str, snapshot: bytes, upto_seq: int) -> None:
@@ -224,6 +278,7 @@ class SQLiteUpdateLog:
                 "UPDATE rooms SET snapshot=?, updated=? WHERE room=?", (snapshot, time.time(), room)
             )
             self._db.execute("DELETE FROM updates WHERE room=? AND seq<=?", (room, upto_seq))
+        self._maybe_checkpoint()
 
     def _set_base(self, room: str, etag: str, digest: str, content: bytes | None) -> None:
         if content is None:
@@ -235,6 +290,7 @@ class SQLiteUpdateLog:
                 "UPDATE rooms SET base_etag=?, base_hash=?, base_content=? WHERE room=?",
                 (etag, digest, content, room),
             )
+            self._maybe_checkpoint()
 
     def _set_lock_id(self, room: str, lock_id: str | None) -> None:
         self._db.execute("UPDATE rooms SET lock_id=? WHERE room=?", (lock_id, room))
@@ -291,5 +347,13 @@ class SQLiteUpdateLog:
         return await self._run(self._fork_of, copy_file_id)
 
     async def aclose(self) -> None:
-        await self._run(self._db.close)
+        await asyncio.get_running_loop().run_in_executor(None, self._checkpointer.shutdown, True)
+        self._checkpoint_db.close()
+        await self._run(self._close)
         self._executor.shutdown(wait=True)
+
+    def _close(self) -> None:
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        finally:
+            self._db.close()

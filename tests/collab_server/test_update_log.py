@@ -80,3 +80,21 @@ async def test_fork_bases(tmp_path: Path) -> None:
     await log.record_fork("copy", "origin", b"base bytes")
     assert await log.fork_of("copy") == ("origin", b"base bytes")
     await log.aclose()
+
+
+async def test_checkpoints_keep_the_wal_bounded_and_close_truncates_it(tmp_path: Path) -> None:
+    path = tmp_path / "log.sqlite"
+    log = SQLiteUpdateLog(path)
+    await log.ensure_lineage("room")
+    wal = Path(f"{path}-wal")
+    sizes = []
+    chunk = [bytes([i % 251]) * 65536 for i in range(16)]  # 1 MiB per commit
+    for _ in range(48):
+        await log.append("room", chunk)
+        sizes.append(wal.stat().st_size)
+    # without checkpoints the WAL would hold all 48 MiB; with them it is reused
+    assert max(sizes) < 48 * 2**20 / 2
+    stored = await log.load("room")
+    assert stored is not None and len(stored.updates) == 48 * 16
+    await log.aclose()
+    assert not wal.exists() or wal.stat().st_size == 0
