@@ -15,7 +15,6 @@ from enum import Enum
 
 from collab_server.logs import get_logger, kv
 from collab_server.metrics import HubMetrics
-from crdt.documents import content_hash
 from crdt.errors import ExportError
 from storage_bridge.errors import StorageError
 
@@ -33,7 +32,7 @@ class Snapshotter:
         self,
         *,
         room: str,
-        export: Callable[[], bytes],
+        export: Callable[[], Awaitable[tuple[bytes, str]]],
         write: Callable[[bytes, str], Awaitable[None]],
         autosave: Callable[[], bool],
         metrics: HubMetrics,
@@ -101,13 +100,12 @@ class Snapshotter:
             first_change, self._first_change = self._first_change, None
             started = time.perf_counter()
             try:
-                data = self._export()
+                data, digest = await self._export()
             except ExportError as exc:
                 # Not retried: the same doc would fail again. The next edit tries again.
                 self._metrics.snapshot_failures.labels("invalid").inc()
                 log.error("export failed", extra=kv(room=self._room, error=str(exc)))
                 return SaveStatus.FAILED
-            digest = content_hash(data)
             if digest == self.stored_hash:
                 self._failures = 0
                 return SaveStatus.SUCCESS

@@ -47,6 +47,14 @@ class DocumentKind(Protocol):
         """The file bytes of the live document (raises ``ExportError``)."""
         ...
 
+    def read(self, ydoc: YBaseDoc) -> Any:
+        """The live document as plain Python data (on the doc's own thread)."""
+        ...
+
+    def serialize(self, content: Any) -> bytes:
+        """File bytes of what ``read`` returned; pure, so it may run on any thread."""
+        ...
+
     def merge_into(self, ydoc: YBaseDoc, base: bytes, theirs: bytes) -> list[str]:
         """Three-way merge an external version into the live doc with ordinary Y operations.
 
@@ -80,8 +88,12 @@ class NotebookKind:
         return _deterministic_update(self, parse_notebook(data))
 
     def export(self, ydoc: YBaseDoc) -> bytes:
-        # YNotebook.get() repairs duplicated cell ids in the live doc (drops exact duplicates,
-        # renames the others); the repair is an ordinary Y change every client receives.
+        return self.serialize(self.read(ydoc))
+
+    def serialize(self, content: Any) -> bytes:
+        return serialize_notebook(content)
+
+    def read(self, ydoc: YBaseDoc) -> dict[str, Any]:
         assert isinstance(ydoc, YNotebook)
         nb = read_notebook(ydoc)  # 4x faster than ydoc.get() and read-only (measured, 1 MB)
         ids = [c.get("id") for c in nb["cells"] if c.get("id")]
@@ -91,7 +103,7 @@ class NotebookKind:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
                 nb = ydoc.get()
-        return serialize_notebook(nb)
+        return nb
 
     def merge_into(self, ydoc: YBaseDoc, base: bytes, theirs: bytes) -> list[str]:
         assert isinstance(ydoc, YNotebook)
@@ -120,9 +132,16 @@ class TextKind:
         return _deterministic_update(self, text)
 
     def export(self, ydoc: YBaseDoc) -> bytes:
+        return self.serialize(self.read(ydoc))
+
+    def read(self, ydoc: YBaseDoc) -> str:
         text = ydoc.get()
         assert isinstance(text, str)
-        return text.encode("utf-8")
+        return text
+
+    def serialize(self, content: Any) -> bytes:
+        assert isinstance(content, str)
+        return content.encode("utf-8")
 
     def merge_into(self, ydoc: YBaseDoc, base: bytes, theirs: bytes) -> list[str]:
         assert isinstance(ydoc, YUnicode)
