@@ -366,6 +366,19 @@ def p2_scale(name: str, ctx: Ctx) -> dict[str, Any]:
 # -- P3 cold open + P4 memory per notebook ----------------------------------------------------
 
 
+def _wait_idle(pid: int, quiet: float = 0.05, window: float = 0.25, limit: float = 10.0) -> float:
+    """Seconds until the process tree used under ``quiet`` of a core for one ``window``."""
+    start = time.monotonic()
+    before = cpu_seconds(pid)
+    while time.monotonic() - start < limit:
+        time.sleep(window)
+        now = cpu_seconds(pid)
+        if now - before <= quiet * window:
+            break
+        before = now
+    return time.monotonic() - start
+
+
 def p3_open(name: str, ctx: Ctx) -> dict[str, Any]:
     prof = ctx.prof
     srv = _server(name, ctx, "p3")
@@ -391,6 +404,10 @@ def p3_open(name: str, ctx: Ctx) -> dict[str, Any]:
             ev = gen.expect("opened", timeout=900)
             # let the server finish what follows the sync (ystore writes, GC)
             time.sleep(min(0.5, prof["settle"]))
+            rss_soon = rss_bytes(srv.pid)
+            # P4 is the memory an open notebook keeps: wait until the server is idle (stores
+            # and logs written, buffers freed), for every server alike
+            idle_after = _wait_idle(srv.pid)
             rss1 = rss_bytes(srv.pid)
             opens.append({
                 "mb": mb, "bytes": size, "session_s": t["session_s"],
@@ -398,6 +415,7 @@ def p3_open(name: str, ctx: Ctx) -> dict[str, Any]:
                 "ws_open_to_step2_s": ev.get("step2Ms", 0) / 1000 if "error" not in ev else None,
                 "step2_bytes": ev.get("bytes"), "error": ev.get("error"),
                 "rss_delta_mib": (rss1 - rss0) / 2**20, "rss_ratio": (rss1 - rss0) / size,
+                "rss_ratio_at_0_5s": (rss_soon - rss0) / size, "idle_after_s": idle_after,
             })  # fmt: skip
             gen.go()
         gen.expect("result", timeout=120)
@@ -414,6 +432,7 @@ def p3_open(name: str, ctx: Ctx) -> dict[str, Any]:
             # cleanest (later ones may reuse memory freed by earlier loads).
             "rss_ratio": spread([o["rss_ratio"] for o in rows]),
             "rss_delta_mib": spread([o["rss_delta_mib"] for o in rows]),
+            "rss_ratio_at_0_5s": spread([o["rss_ratio_at_0_5s"] for o in rows]),
             "errors": [o["error"] for o in rows if o["error"]],
         }
     return {"by_size": by_size, "opens": opens}
@@ -543,6 +562,9 @@ def metric_rows(results: dict[str, Any], servers: list[str]) -> list[dict[str, A
         metrics.append(
             (f"P4 RSS/ipynb {size}", "p3", ("by_size", size, "rss_ratio", "median"), True)
         )
+    for size in sizes:
+        at = ("by_size", size, "rss_ratio_at_0_5s", "median")
+        metrics.append((f"P4 RSS/ipynb {size} 0.5 s after open", "p3", at, True))
     for label, scen, path, lower in metrics:
         values = {}
         spreads = {}
