@@ -64,17 +64,17 @@ class Connection:
         self.can_write = can_write
         self.awareness_ids: set[int] = set()
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=queue_max)
-        self._closed = asyncio.Event()
+        self._closed = False  # a flag, not an Event: nothing waits on it (memory per socket)
         self.close_code: int | None = None
         self.overflowed = False
 
     @property
     def closed(self) -> bool:
-        return self._closed.is_set()
+        return self._closed
 
     def send(self, data: bytes) -> bool:
         """Queue a frame; False if the client is gone or too slow (it is then being closed)."""
-        if self._closed.is_set() or self.close_code is not None:
+        if self._closed or self.close_code is not None:
             return False
         direct = self._direct
         if direct is not None:
@@ -119,10 +119,10 @@ class Connection:
             self.overflowed = True
             self.close_code = self.close_code or CloseCode.TOO_MANY
             log.warning("client stopped reading", extra=kv(user=self.user.id, client=self.id))
-            self._closed.set()
+            self._closed = True
             return
         except Exception:  # the peer went away mid-send
-            self._closed.set()
+            self._closed = True
             return
         await self._do_close()
 
@@ -132,7 +132,7 @@ class Connection:
         self.close_code = CloseCode.TOO_MANY
         # Its buffer is full: a close frame would never arrive. The reader sees the reset.
         direct.abort()
-        self._closed.set()
+        self._closed = True
         self._queue.put_nowait(None)
 
     def close_now(self, code: int, reason: str) -> None:
@@ -147,9 +147,9 @@ class Connection:
         self._queue.put_nowait(None)
 
     async def _do_close(self) -> None:
-        if self._closed.is_set():
+        if self._closed:
             return
-        self._closed.set()
+        self._closed = True
         code = self.close_code or CloseCode.NORMAL
         try:
             await asyncio.wait_for(
@@ -170,7 +170,7 @@ class Connection:
 
     def mark_gone(self) -> None:
         """The peer closed the socket: stop the writer."""
-        self._closed.set()
+        self._closed = True
         if self.close_code is None:
             self.close_code = CloseCode.NORMAL
         try:

@@ -80,6 +80,14 @@ class FanOutWebSocketProtocol(WebSocketsSansIOProtocol):
         if scope is not None and not self.close_sent:  # the app task has not run yet
             scope["extensions"][EXTENSION] = FrameWriter(self)
 
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        if self.handshake_complete and getattr(self, "response", None) is not None:
+            # The handshake's request and response (headers and all) are not needed once it
+            # is done; uvicorn keeps them for the socket's life (~4 KiB each, measured, P2).
+            self.request = None  # type: ignore[assignment]
+            self.response = None  # type: ignore[assignment]
+
     def pause_writing(self) -> None:
         super().pause_writing()
         self.paused_at = time.monotonic()
