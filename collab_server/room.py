@@ -139,10 +139,10 @@ class Room:
             remember=lambda lock_id: update_log.set_lock_id(key, lock_id),
         )
         self.conflict_copies: list[str] = []
-        # Recent stored versions by etag, on disk: the merge base for external writers.
+        # Recent stored versions by etag: the merge base for external writers. The loaded one
+        # is remembered at once; a big one reaches its file while the first client syncs.
         self._versions = StoredVersions(settings.state_dir / "versions", key)
-        self._initial_base: bytes | None = base_content  # filed by start()
-        self._filing: asyncio.Task[None] | None = None
+        self._versions.remember(base_etag, base_content)
         self._maintainer: asyncio.Task[None] | None = None
         self._closing = False
         self._dirty_pending = False
@@ -462,17 +462,8 @@ class Room:
         content = self.kind.read(self.view)
         return await asyncio.to_thread(_serialize_and_hash, self.kind, content)
 
-    async def _file_initial_base(self) -> None:
-        data = self._initial_base
-        if data is not None:
-            await self._versions.put(self.base_etag, data)
-            if self._initial_base is data:
-                self._initial_base = None
-
     async def _base_bytes(self) -> bytes:
         """What storage held when we last read or wrote it (``base_etag``)."""
-        if self._initial_base is not None:
-            return self._initial_base
         data = await self._versions.get(self.base_etag)
         if data is not None:
             return data
@@ -500,7 +491,6 @@ class Room:
             await self._merge_external_locked()
             raise
         self.base_etag, self.base_hash = etag, digest
-        self._initial_base = None  # superseded (the filing task holds its own reference)
         await self._versions.put(etag, data)
         # etag + hash only: the bytes are what we just wrote (they reach the log at unload;
         # after a crash they are read back from storage when the hash still matches)
@@ -516,8 +506,6 @@ class Room:
 
     async def start(self) -> None:
         """Take the lock and catch up with changes made while the room was closed."""
-        # Filed in the background: writing a 50 MB base before the first sync slowed the open.
-        self._filing = asyncio.get_running_loop().create_task(self._file_initial_base())
         await self._lock_tick()
         try:
             await self.check_external()
@@ -596,7 +584,6 @@ class Room:
         else:
             conflicts = []  # a touch, or a rewrite with the same bytes
         self.base_etag, self.base_hash = etag, digest
-        self._initial_base = None  # superseded (the filing task holds its own reference)
         await self._versions.put(etag, data)
         self.snapshotter.stored_hash = digest
         await self._log.set_base(self.key, etag, digest, data)
@@ -676,8 +663,6 @@ class Room:
                 "final snapshot failed; edits stay in the update log", extra=kv(room=self.key)
             )
         await self.lock.release(self.editor_token())
-        if self._filing is not None:
-            await asyncio.gather(self._filing, return_exceptions=True)
         if self._log_ready is not None:
             await asyncio.gather(self._log_ready, return_exceptions=True)
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from collab_server.versions import StoredVersions
@@ -68,3 +69,16 @@ async def test_memory_budget_drops_the_oldest_small_versions(tmp_path: Path) -> 
     # two fit (180 bytes); the newest, the current base, is always kept
     assert [e for e in ("e0", "e1", "e2", "e3") if e in versions] == ["e2", "e3"]
     assert await versions.get("e3") == bytes([3]) * 90
+
+
+async def test_remembered_big_version_is_readable_before_its_file_exists(tmp_path: Path) -> None:
+    versions = StoredVersions(tmp_path, "room", memory_max=100)
+    versions.remember("big", b"b" * 101)  # returns at once: the file is written in background
+    assert await versions.get("big") == b"b" * 101
+    deadline = asyncio.get_running_loop().time() + 10
+    while not [p for p in tmp_path.rglob("*") if p.is_file() and not p.name.endswith(".tmp")]:
+        assert asyncio.get_running_loop().time() < deadline, "never written"
+        await asyncio.sleep(0.01)
+    assert await versions.get("big") == b"b" * 101  # now from the file
+    await versions.remove_all()
+    assert not any(tmp_path.rglob("*"))
