@@ -212,20 +212,36 @@ class Cs3collab(Server):
         }
 
 
-class Jupyter(Server):
+class _Subprocess(Server):
+    """A peer run as one child process (started by the subclass into ``proc``)."""
+
+    def __init__(self, workdir: Path) -> None:
+        super().__init__(workdir)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+class Jupyter(_Subprocess):
     name = "jupyter-server-ydoc"
 
     def __init__(self, workdir: Path) -> None:
         super().__init__(workdir)
         self.cwd = workdir / "cwd"
         self.cwd.mkdir(exist_ok=True)
-        self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = workdir / "jupyter.log"
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
 
     @property
     def http_url(self) -> str:
@@ -268,15 +284,6 @@ class Jupyter(Server):
     def _auth(self) -> dict[str, str]:
         return {"Authorization": f"token {TOKEN}"}
 
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
     def target(self, path: str) -> dict[str, Any]:
         r = httpx.put(
             f"{self.http_url}/api/collaboration/session/{path}",
@@ -299,20 +306,14 @@ class Jupyter(Server):
         )
 
 
-class Hocuspocus(Server):
+class Hocuspocus(_Subprocess):
     name = "hocuspocus"
     protocol = "hocuspocus"
 
     def __init__(self, workdir: Path) -> None:
         super().__init__(workdir)
         self.db = workdir / "hocuspocus.sqlite"
-        self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = workdir / "hocuspocus.log"
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
 
     def start(self) -> Hocuspocus:
         cmd = [
@@ -329,15 +330,6 @@ class Hocuspocus(Server):
                 return self
             time.sleep(0.1)
         raise TimeoutError("hocuspocus did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
 
     def target(self, path: str) -> dict[str, Any]:
         return {"url": f"ws://127.0.0.1:{self.port}/", "doc": path, "token": TOKEN, "label": path}
