@@ -58,19 +58,27 @@ class HeapTrimmer:
         self._closed = False
         self._task: asyncio.Task[None] | None = None
         self._again = False
+        self._timers = 0  # soon() calls whose delay has not run out
         self.trims = 0
 
     @property
     def available(self) -> bool:
         return self._trim is not None
 
+    @property
+    def scheduled(self) -> bool:
+        """A trim is waiting for its delay or running."""
+        return self._timers > 0 or (self._task is not None and not self._task.done())
+
     def soon(self, delay: float = 0.1) -> None:
         """Something big was just freed, or will be within ``delay`` seconds: trim then."""
         if self._trim is None or self._closed:
             return
+        self._timers += 1
         asyncio.get_running_loop().call_later(delay, self._kick)
 
     def _kick(self) -> None:
+        self._timers -= 1
         if self._closed:
             return
         if self._task is not None and not self._task.done():

@@ -125,7 +125,11 @@ async def test_backlog_counts_frames_of_a_reader_that_stopped(server: tuple[str,
                 transport_paused = True
                 break
         assert transport_paused
-        await asyncio.sleep(0.05)
+        # the stall time grows while nothing drains
+        deadline = asyncio.get_running_loop().time() + 10
+        while writer.backlog()[1] < 0.05:
+            assert asyncio.get_running_loop().time() < deadline, "stall time does not grow"
+            await asyncio.sleep(0.01)
         waiting, stalled = writer.backlog()
         assert waiting >= 1 and stalled >= 0.05
         writer.abort()
