@@ -77,6 +77,18 @@ class StarletteSocket:
             await self._ws.close(code=code, reason=reason)
 
 
+async def _deny(websocket: WebSocket, exc: HubError) -> None:
+    """Refuse an upgrade with an HTTP status (401, 429 ...) and a JSON message."""
+    hub: Hub = websocket.app.state.hub
+    hub.metrics.refused_connections.labels(str(exc.status)).inc()
+    log.info("upgrade refused", extra=kv(code=exc.status, reason=exc.message))
+    response = JSONResponse({"message": exc.message}, status_code=exc.status)
+    if "websocket.http.response" in (websocket.scope.get("extensions") or {}):
+        await websocket.send_denial_response(response)
+    else:  # a server without denial responses answers 403 to a close before the accept
+        await websocket.close(exc.close_code, exc.message[:123])
+
+
 def build_storage(settings: Settings) -> Storage:
     if settings.storage == "local":
         from storage_bridge.local import LocalStorage
@@ -195,14 +207,25 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> FastAPI
     async def room(websocket: WebSocket) -> None:
         room_name = str(websocket.path_params["room_name"])
         token = _token_from(dict(websocket.headers), dict(websocket.query_params))
-        await websocket.accept()
-        socket = StarletteSocket(websocket)
+        address = websocket.client.host if websocket.client else ""
         try:
-            await hub.serve(socket, room_name, websocket.query_params.get("sessionId"), token)
-        except Exception:
-            # A bug must cost one socket, not the process; the client reconnects.
-            log.exception("websocket handler failed", extra=kv(room=room_name))
-            await socket.close(1011, "internal error")
+            principal = await hub.admit(token, address)
+        except HubError as exc:
+            await _deny(websocket, exc)
+            return
+        try:
+            await websocket.accept()
+            socket = StarletteSocket(websocket)
+            try:
+                await hub.serve(
+                    socket, room_name, websocket.query_params.get("sessionId"), principal
+                )
+            except Exception:
+                # A bug must cost one socket, not the process; the client reconnects.
+                log.exception("websocket handler failed", extra=kv(room=room_name))
+                await socket.close(1011, "internal error")
+        finally:
+            hub.leave(principal, address)
 
     # A plain Starlette route: FastAPI's dependency machinery (three AsyncExitStacks and the
     # solved-dependencies state per socket) cost ~5 KiB per idle connection (measured, P2).

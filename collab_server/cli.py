@@ -13,6 +13,7 @@ import uvicorn
 
 from collab_server.app import create_app
 from collab_server.heap import pin_mmap_threshold
+from collab_server.http_guard import guarded_http_protocol
 from collab_server.settings import Settings
 from collab_server.wsprotocol import FanOutWebSocketProtocol
 
@@ -63,11 +64,23 @@ def main(argv: list[str] | None = None) -> int:
         )
     app = create_app(settings)
     _tune_interpreter()
+    refused = app.state.hub.metrics.refused_connections
+    http = guarded_http_protocol(
+        max_header_bytes=settings.max_header_bytes,
+        handshake_timeout=settings.handshake_timeout,
+        on_refused=lambda reason: refused.labels(reason).inc(),
+    )
+    ws = type(
+        "GuardedWebSocketProtocol",
+        (FanOutWebSocketProtocol,),
+        {"on_refused": staticmethod(lambda reason: refused.labels(reason).inc())},
+    )
     uvicorn.run(
         app,
         host=settings.host,
         port=settings.port,
-        ws=FanOutWebSocketProtocol,
+        http=http,
+        ws=ws,
         ws_max_size=settings.max_frame_bytes,
         # Y updates are small and mostly unique per frame; compressing each one per client cost
         # CPU and a zlib context per connection (measured, bench P1/P2). Jupyter's Tornado

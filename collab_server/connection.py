@@ -29,6 +29,8 @@ class DirectWriter(Protocol):
 
     def backlog(self) -> tuple[int, float]: ...
 
+    def backlog_bytes(self) -> int: ...
+
     def abort(self) -> None: ...
 
 
@@ -53,7 +55,11 @@ class Connection:
         can_write: bool,
         queue_max: int,
         send_timeout: float = 30.0,
+        backlog_bytes: int = 32 * 1024 * 1024,
     ) -> None:
+        self._backlog_bytes = backlog_bytes
+        self._queued_bytes = 0  # queued path: bytes waiting beyond the largest queued message
+        self._queued_bulk = 0
         self._send_timeout = send_timeout
         self.id = next(_ids)
         self.socket = socket
@@ -81,21 +87,32 @@ class Connection:
             if not direct.write(data):
                 self.mark_gone()
                 return False
-            waiting, stalled = direct.backlog()
-            if waiting > self._queue_max or stalled > self._send_timeout:
+            frames, stalled = direct.backlog()
+            if (
+                frames > self._queue_max
+                or stalled > self._send_timeout
+                or (frames and direct.backlog_bytes() > self._backlog_bytes)
+            ):
                 self._drop_slow(direct)
                 return False
             return True
+        if self._queued_bytes + len(data) - max(self._queued_bulk, len(data)) > self._backlog_bytes:
+            return self._overflow()
         try:
             self._queue.put_nowait(data)
         except asyncio.QueueFull:
-            self.overflowed = True
-            log.warning(
-                "send queue full, closing slow client", extra=kv(user=self.user.id, client=self.id)
-            )
-            self.close_now(CloseCode.TOO_MANY, "send queue overflow: reconnect to resync")
-            return False
+            return self._overflow()
+        self._queued_bytes += len(data)
+        self._queued_bulk = max(self._queued_bulk, len(data))
         return True
+
+    def _overflow(self) -> bool:
+        self.overflowed = True
+        log.warning(
+            "send queue full, closing slow client", extra=kv(user=self.user.id, client=self.id)
+        )
+        self.close_now(CloseCode.TOO_MANY, "send queue overflow: reconnect to resync")
+        return False
 
     async def run_writer(self) -> None:
         """Drain the queue into the socket until closed."""
@@ -112,6 +129,9 @@ class Connection:
                         if data is None:
                             break
                         await self.socket.send(data)
+                        self._queued_bytes -= len(data)
+                if self._queue.empty():
+                    self._queued_bytes = self._queued_bulk = 0
                 if None in batch:
                     break
                 del batch  # not kept alive while waiting for the next one
@@ -121,7 +141,11 @@ class Connection:
             log.warning("client stopped reading", extra=kv(user=self.user.id, client=self.id))
             self._closed = True
             return
-        except Exception:  # the peer went away mid-send
+        except Exception as exc:  # the peer went away mid-send: the reader sees it too
+            log.info(
+                "send failed; client gone",
+                extra=kv(user=self.user.id, client=self.id, error=repr(exc)),
+            )
             self._closed = True
             return
         await self._do_close()
@@ -155,8 +179,11 @@ class Connection:
             await asyncio.wait_for(
                 self.socket.close(code, getattr(self, "_close_reason", "")), self._send_timeout
             )
-        except Exception:  # already closed by the peer, or it does not read any more
-            pass
+        except Exception as exc:  # already closed by the peer, or it does not read any more
+            log.debug(
+                "close frame not delivered",
+                extra=kv(user=self.user.id, client=self.id, error=repr(exc)),
+            )
 
     async def close(self, code: int, reason: str) -> None:
         """Flush what is queued, then close with ``code``."""
@@ -173,7 +200,5 @@ class Connection:
         self._closed = True
         if self.close_code is None:
             self.close_code = CloseCode.NORMAL
-        try:
+        if not self._queue.full():  # a full queue already wakes the writer, which then stops
             self._queue.put_nowait(None)
-        except asyncio.QueueFull:
-            pass

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -31,6 +32,7 @@ from storage_bridge.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    PreconditionFailed,
     StorageError,
     Unauthenticated,
 )
@@ -60,6 +62,8 @@ def _storage_error(exc: StorageError) -> HubError:
         return HubError(404, CloseCode.NOT_FOUND, exc.message or "not found")
     if isinstance(exc, PermissionDenied):
         return HubError(403, CloseCode.FORBIDDEN, exc.message or "forbidden")
+    if isinstance(exc, PreconditionFailed):
+        return HubError(412, CloseCode.BAD_REQUEST, exc.message or "precondition failed")
     if isinstance(exc, Unauthenticated):
         return HubError(401, CloseCode.UNAUTHENTICATED, exc.message or "unauthenticated")
     return HubError(503, CloseCode.INTERNAL, f"storage unavailable: {exc.message}")
@@ -104,6 +108,8 @@ class Hub:
         self.heap = HeapTrimmer()
         # merge bases of rooms open when the process last stopped (see versions.py)
         shutil.rmtree(settings.state_dir / "versions", ignore_errors=True)
+        self._per_user: Counter[str] = Counter()
+        self._per_address: Counter[str] = Counter()
         self.rooms = RoomRegistry(
             grace=settings.unload_grace, metrics=metrics, on_unloaded=self.heap.soon
         )
@@ -162,29 +168,32 @@ class Hub:
             update = await asyncio.to_thread(kind.load, data)
             doc.apply_update(update)
             # Recorded while the first client syncs: the log's single writer thread runs it
-            # before any append of this room, and the room awaits it before its first append.
-            # The bytes go to the room's version file, not the log (P3: 10 MB open 1.0 s ->
-            # see bench; its commit and WAL checkpoint were ~0.6 s of it).
+            # before any append of this room, and the room awaits it before its first append
+            # (so SyncStep2 never waits for this commit, P3). The bytes are the merge base of
+            # the first external writer, durable: after a crash, merging against older bytes
+            # or none duplicated cells and revived deleted ones (issue 11).
+            digest = content_hash(data)
             log_ready = asyncio.ensure_future(
-                self.update_log.start(key, update, etag, content_hash(data))
+                self.update_log.start(key, update, etag, digest, data)
             )
             log_ready.add_done_callback(lambda _: self.heap.soon())  # SQLite's blob buffers
-            base_etag, base_content, doc_bytes = etag, data, len(update)
+            base_etag, base_hash, doc_bytes = etag, digest, len(update)
+            base_content: bytes | None = data
             previous_lock_id = None
         else:
             log_ready = None
             doc.apply_update(stored.snapshot)
             for update in stored.updates:
                 doc.apply_update(update)
-            base_etag = stored.base_etag or ""
-            base_content = stored.base_content or b""
-            if stored.base_hash and content_hash(base_content) != stored.base_hash:
-                # Snapshots were written after the log last stored the bytes (then a crash):
-                # storage still holds them if the hash matches; otherwise someone wrote since,
-                # and the older bytes are the best merge base we have.
+            base_etag, base_hash = stored.base_etag or "", stored.base_hash or ""
+            base_content = stored.base_content
+            if stored.pending or base_content is None:
+                # A snapshot was being written when the hub stopped (or the log predates
+                # durable merge bases): if storage holds one of those versions, it is ours.
                 data, etag = await self.storage.read(principal.token, resource_id)
-                if content_hash(data) == stored.base_hash:
-                    base_etag, base_content = etag, data
+                digest = content_hash(data)
+                if digest in stored.pending or digest == base_hash:
+                    base_etag, base_hash, base_content = etag, digest, data
             doc_bytes = len(stored.snapshot) + sum(len(u) for u in stored.updates)
             previous_lock_id = stored.lock_id
         room = Room(
@@ -194,6 +203,7 @@ class Hub:
             lineage=stored.lineage,
             doc=doc,
             base_etag=base_etag,
+            base_hash=base_hash,
             base_content=base_content,
             doc_bytes=doc_bytes,
             update_log=self.update_log,
@@ -334,10 +344,34 @@ class Hub:
         except ExportError as exc:
             raise HubError(409, CloseCode.BAD_REQUEST, str(exc)) from exc
 
-    async def _join(
-        self, room_name: str, session_id: str | None, token: str | None
-    ) -> tuple[Room, Principal, Access]:
+    async def admit(self, token: str | None, address: str) -> Principal:
+        """Before a websocket opens: who is it, and may they open one more? (raises HubError)
+
+        Checked before the upgrade is accepted, so a bad token costs an HTTP answer, not a
+        websocket that may send a 64 MiB frame first. Call ``leave`` when the socket is done.
+        """
         principal = await self.authenticate(token)
+        user, caps = principal.user.id, self.settings
+        if caps.max_connections_per_user and self._per_user[user] >= caps.max_connections_per_user:
+            raise HubError(429, CloseCode.TOO_MANY, "too many connections for this user")
+        if (
+            caps.max_connections_per_address
+            and self._per_address[address] >= caps.max_connections_per_address
+        ):
+            raise HubError(429, CloseCode.TOO_MANY, "too many connections from this address")
+        self._per_user[user] += 1
+        self._per_address[address] += 1
+        return principal
+
+    def leave(self, principal: Principal, address: str) -> None:
+        for counts, key in ((self._per_user, principal.user.id), (self._per_address, address)):
+            counts[key] -= 1
+            if counts[key] <= 0:
+                del counts[key]
+
+    async def _join(
+        self, room_name: str, session_id: str | None, principal: Principal
+    ) -> tuple[Room, Principal, Access]:
         parts = room_name.split(":", 2)
         if len(parts) != 3:
             raise HubError(400, CloseCode.BAD_REQUEST, "room must be format:type:fileId")
@@ -385,11 +419,15 @@ class Hub:
         return room, principal, access
 
     async def serve(
-        self, socket: ReceivingSocket, room_name: str, session_id: str | None, token: str | None
+        self,
+        socket: ReceivingSocket,
+        room_name: str,
+        session_id: str | None,
+        principal: Principal,
     ) -> None:
-        """Run one client connection to completion."""
+        """Run one client connection (of an admitted ``principal``) to completion."""
         try:
-            room, principal, access = await self._join(room_name, session_id, token)
+            room, principal, access = await self._join(room_name, session_id, principal)
         except HubError as exc:
             self.metrics.closes.labels(str(exc.close_code)).inc()
             log.info(
@@ -404,6 +442,7 @@ class Hub:
             token=principal.token,
             can_write=access is Access.EDIT,
             queue_max=self.settings.send_queue_max,
+            backlog_bytes=self.settings.send_backlog_bytes,
             send_timeout=self.settings.send_timeout,
         )
         room.add_client(conn)
@@ -444,7 +483,21 @@ class Hub:
                 await room.receive(conn, parse_frame(data))
             except ProtocolError as exc:
                 self.metrics.closes.labels(str(CloseCode.BAD_REQUEST)).inc()
+                self.metrics.protocol_errors.labels(data[:1].hex() or "empty").inc()
+                log.info(
+                    "malformed message",
+                    extra=kv(room=room.key, user=conn.user.id, client=conn.id, error=str(exc)),
+                )
                 conn.close_now(CloseCode.BAD_REQUEST, str(exc)[:123])
+                return
+            except Exception as exc:
+                # A bug in handling one message costs that socket (it reconnects), not the room
+                self.metrics.task_failures.labels("hub.message").inc()
+                log.exception(
+                    "message handling failed",
+                    extra=kv(room=room.key, user=conn.user.id, client=conn.id, error=repr(exc)),
+                )
+                conn.close_now(CloseCode.RECONNECT, "internal error")
                 return
 
     def _after_large_send(self) -> None:

@@ -6,7 +6,9 @@ import logging
 import sys
 from typing import Any
 
-_FIELDS = ("room", "user", "client", "code", "reason", "etag", "seconds", "error", "path")
+_FIELDS = (
+    "task", "room", "user", "client", "code", "reason", "etag", "seconds", "error", "path",
+)  # fmt: skip
 
 
 class KeyValueFormatter(logging.Formatter):

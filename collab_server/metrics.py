@@ -52,5 +52,29 @@ class HubMetrics:
             registry=r,
         )
 
+        self.task_failures = Counter(
+            "cs3collab_task_failures",
+            "Background tasks that ended with an unexpected exception (logged with context)",
+            ["task"],
+            registry=r,
+        )
+        self.room_failures = Counter(
+            "cs3collab_room_failures",
+            "Rooms closed after a failure of one of their tasks (clients reconnect, reload)",
+            registry=r,
+        )
+        self.refused_connections = Counter(
+            "cs3collab_refused_connections",
+            "Connections refused before the websocket opened (auth, caps, headers, timeout)",
+            ["reason"],
+            registry=r,
+        )
+        self.protocol_errors = Counter(
+            "cs3collab_protocol_errors",
+            "Sockets closed with 4400 for a malformed or over-limit message",
+            ["kind"],
+            registry=r,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

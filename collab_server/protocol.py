@@ -23,6 +23,7 @@ class CloseCode(IntEnum):
     GOING_AWAY = 1001
     UNSUPPORTED = 1003  # + JSON reason: the client disposes its doc and offers reload
     TOO_BIG = 1009
+    RECONNECT = 1011  # a hub-side failure after the open: every client reconnects (and reloads)
     BAD_REQUEST = 4400
     UNAUTHENTICATED = 4401
     FORBIDDEN = 4403
@@ -113,6 +114,28 @@ def raw_message(payload: dict[str, Any]) -> bytes:
 def save_request(save_id: int) -> bytes:
     """What the client sends (used by tests and tools)."""
     return bytes([RAW]) + write_var_uint(4) + b"save" + write_var_uint(save_id)
+
+
+def parse_command(text: str, *, max_bytes: int, max_depth: int) -> dict[str, Any]:
+    """A JSON raw command, bounded in size and nesting before it is parsed."""
+    if len(text) > max_bytes or len(text.encode()) > max_bytes:
+        raise ProtocolError(f"JSON command over {max_bytes} bytes")
+    depth = deepest = 0
+    for char in text:  # brackets inside strings count too: stricter, never looser
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    if deepest > max_depth:
+        raise ProtocolError(f"JSON command nested deeper than {max_depth}")
+    try:
+        command = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError(f"bad JSON command: {exc}") from exc
+    if not isinstance(command, dict):
+        raise ProtocolError("a JSON command must be an object")
+    return command
 
 
 def close_reason(reason: str, session_id: str, **extra: Any) -> str:

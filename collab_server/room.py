@@ -10,17 +10,16 @@ is durable, and a SyncStep2 computed after an update never overtakes that update
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from jupyter_ydoc.ybasedoc import YBaseDoc
 from pycrdt import (
     Awareness,
-    Decoder,
     Doc,
     TransactionEvent,
     YSyncMessageType,
@@ -30,6 +29,7 @@ from pycrdt import (
     merge_updates,
 )
 
+from collab_server.awareness import check_update, clocks
 from collab_server.connection import Connection
 from collab_server.copies import create_copy_beside
 from collab_server.lock_keeper import LockChange, LockKeeper, LockState
@@ -43,14 +43,18 @@ from collab_server.protocol import (
     QueryAwarenessFrame,
     RawFrame,
     SyncFrame,
+    close_reason,
+    parse_command,
     raw_message,
     sync_step2_message,
 )
 from collab_server.settings import Settings
 from collab_server.snapshotter import SaveStatus, Snapshotter
+from collab_server.supervise import supervised
 from collab_server.update_log import UpdateLog
 from collab_server.versions import StoredVersions
 from crdt.documents import DocumentKind, content_hash
+from crdt.updates import refuse
 from storage_bridge.base import Storage
 from storage_bridge.errors import Locked, PreconditionFailed, StorageError
 from storage_bridge.naming import conflict_copy_name
@@ -93,7 +97,8 @@ class Room:
         lineage: str,
         doc: Doc[Any],
         base_etag: str,
-        base_content: bytes,
+        base_hash: str,
+        base_content: bytes | None,  # None: the log lost it (then external versions are copies)
         doc_bytes: int,
         update_log: UpdateLog,
         storage: Storage,
@@ -112,8 +117,10 @@ class Room:
         self.view: YBaseDoc = kind.bind(doc)
         self.awareness = Awareness(doc)
         self.clients: set[Connection] = set()
+        self._awareness_owner: dict[int, Connection] = {}
+        self.failed = False  # a task of the room failed: it is being dropped, clients reload
         self.base_etag = base_etag
-        self.base_hash = content_hash(base_content)
+        self.base_hash = base_hash
         self.lock_id: str | None = None
         self.read_only_reason: str | None = None
         self._log = update_log
@@ -138,11 +145,12 @@ class Room:
             previous_lock_id=previous_lock_id,
             remember=lambda lock_id: update_log.set_lock_id(key, lock_id),
         )
-        self.conflict_copies: list[str] = []
+        self.conflict_copies: list[str | None] = []  # storage paths (None: kept by the hub)
         # Recent stored versions by etag: the merge base for external writers. The loaded one
         # is remembered at once; a big one reaches its file while the first client syncs.
         self._versions = StoredVersions(settings.state_dir / "versions", key)
-        self._versions.remember(base_etag, base_content)
+        if base_content is not None:
+            self._versions.remember(base_etag, base_content)
         self._maintainer: asyncio.Task[None] | None = None
         self._closing = False
         self._dirty_pending = False
@@ -156,9 +164,10 @@ class Room:
             max_debounce=settings.snapshot_max_debounce,
             retry_max=settings.snapshot_retry_max,
             stored_hash=self.base_hash,
+            on_failure=self._task_failed,
         )
         self._subscription = doc.observe(self._on_doc_update)
-        self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch_loop())
+        self._dispatcher = self._supervised(self._dispatch_loop(), "room.dispatcher")
         self.on_fatal: Callable[[Room], Awaitable[None]] | None = None
         # JSON raw commands ("work_on_copy", "merge_back") involve other rooms: the hub answers.
         # A big one-off message (a full SyncStep2) was queued: the hub trims the heap after it.
@@ -166,6 +175,50 @@ class Room:
         self.command_handler: (
             Callable[[Room, Connection, dict[str, Any]], Awaitable[dict[str, Any]]] | None
         ) = None
+
+    # -- supervision -------------------------------------------------------------------------
+
+    def _supervised(self, coro: Coroutine[Any, Any, None], task: str) -> asyncio.Task[None]:
+        return supervised(
+            coro,
+            task=task,
+            failures=self._metrics.task_failures,
+            on_failure=self._task_failed,
+            room=self.key,
+        )
+
+    def _task_failed(self, exc: BaseException) -> None:
+        """A task of this room raised (logged and counted by ``supervised``): fail the room."""
+        if self.failed or self._closing:
+            return
+        supervised(
+            self.fail(CloseCode.RECONNECT, "room failed; reconnect to reload it"),
+            task="room.fail",
+            failures=self._metrics.task_failures,
+            room=self.key,
+        )
+
+    async def fail(self, code: int, reason: str) -> None:
+        """Stop this room without writing anything and let its clients reload it from the log.
+
+        Whatever made the room fail may have left the doc ahead of the log (updates applied
+        but not logged), so nothing of it is snapshotted; the clients still hold their edits
+        and resend them (SyncStep2) to the room reloaded from the log when they reconnect.
+        """
+        if self.failed:
+            return
+        self.failed = True
+        self._metrics.room_failures.inc()
+        log.error("room failed; closing its clients", extra=kv(room=self.key, reason=reason))
+        self.snapshotter.stop()
+        if self._maintainer is not None:
+            self._maintainer.cancel()
+        for client in list(self.clients):
+            client.close_now(code, reason)
+        if self.on_fatal is not None:
+            await self.on_fatal(self)
+        self._outbox.put_nowait(None)
+        self.doc.unobserve(self._subscription)
 
     # -- doc changes -------------------------------------------------------------------------
 
@@ -249,8 +302,10 @@ class Room:
         for item in items:
             if item.awareness_ids:
                 aware.update(item.awareness_ids)
-        if aware:
-            payload = self.awareness.encode_awareness_update(sorted(aware))
+        meta = self.awareness.meta
+        known = [i for i in sorted(aware) if i in meta]  # belt and braces: no clock, no entry
+        if known:
+            payload = self.awareness.encode_awareness_update(known)
             frame = create_awareness_message(payload)
             for client in self.clients:
                 client.send(frame)  # to the sender too: JupyterLab's keep-alive
@@ -293,10 +348,7 @@ class Room:
 
     async def _log_unavailable(self) -> bool:
         # Clients keep their edits locally and resend them (SyncStep2) when they reconnect.
-        for client in list(self.clients):
-            await client.close(CloseCode.INTERNAL, "update log unavailable")
-        if self.on_fatal is not None:
-            await self.on_fatal(self)
+        await self.fail(CloseCode.INTERNAL, "update log unavailable")
         return False
 
     async def _maybe_compact(self, updates: list[bytes]) -> None:
@@ -341,6 +393,9 @@ class Room:
             # With CS3 a snapshot needs an editor's token, and tokens expire: write now,
             # while the last editor's token is fresh, rather than at the end of the grace.
             self.snapshotter.flush_soon()
+        for client_id in conn.awareness_ids:
+            if self._awareness_owner.get(client_id) is conn:
+                del self._awareness_owner[client_id]
         if conn.awareness_ids:
             ids = [i for i in conn.awareness_ids if i in self.awareness.states]
             self.awareness.remove_awareness_states(ids, conn)
@@ -383,12 +438,11 @@ class Room:
                     raw_message({"type": "save", "responseTo": frame.save_id, "status": status})
                 )
             elif frame.text.startswith("{") and self.command_handler is not None:
-                try:
-                    command = json.loads(frame.text)
-                except ValueError as exc:
-                    raise ProtocolError(f"bad JSON command: {exc}") from exc
-                if not isinstance(command, dict):
-                    raise ProtocolError("a JSON command must be an object")
+                command = parse_command(
+                    frame.text,
+                    max_bytes=self._settings.max_command_bytes,
+                    max_depth=self._settings.max_command_depth,
+                )
                 conn.send(raw_message(await self.command_handler(self, conn, command)))
         elif isinstance(frame, QueryAwarenessFrame):
             ids = list(self.awareness.states)
@@ -399,16 +453,7 @@ class Room:
         if update == _EMPTY_UPDATE:
             return
         if not conn.can_write or self.read_only_reason is not None:
-            self._metrics.refused_updates.labels("read_only").inc()
-            conn.send(
-                raw_message(
-                    {
-                        "type": "refused",
-                        "reason": self.read_only_reason or "read_only",
-                        "message": "you can view this document but not edit it",
-                    }
-                )
-            )
+            self._refuse_edit(conn, update)
             return
         if self._doc_bytes + len(update) > self._settings.max_doc_bytes:
             self._metrics.refused_updates.labels("too_large").inc()
@@ -426,17 +471,67 @@ class Room:
         finally:
             self._origin = None
 
-    def _apply_awareness(self, conn: Connection, payload: bytes) -> None:
+    def _refuse_edit(self, conn: Connection, update: bytes) -> None:
+        """A viewer's (or a locked room's) update: refused, and taken off the client's screen.
+
+        Updates that change nothing are not edits: a viewer's SyncStep2 carries its whole
+        delete set on every connect. A real edit is already on the client's screen, and a
+        stock JupyterLab client ignores our raw messages, so the hub resets the client: an
+        edit that only adds (typing) is undone by sending that client alone the deletion of
+        what it added; its doc then shows the room's content again, live, without a reload.
+        An edit that deletes room content cannot be undone that way (Y cannot revive deleted
+        items), so that socket is closed with a reloadable 1003: the client disposes its
+        model and offers Reload. With our labextension a viewer's editor is read-only.
+        """
         try:
-            ids = awareness_client_ids(payload)
-            self.awareness.apply_awareness_update(payload, conn)
-        except Exception as exc:
-            log.warning("bad awareness update", extra=kv(room=self.key, error=str(exc)))
+            refusal = refuse(update, self.doc)
+        except ValueError as exc:
+            raise ProtocolError(str(exc)) from exc
+        if not refusal.changes:
             return
-        conn.awareness_ids.update(i for i in ids if i in self.awareness.states)
+        reason = self.read_only_reason or "read_only"
+        self._metrics.refused_updates.labels(reason).inc()
+        message = (
+            "this file is locked by another application"
+            if reason == "locked"
+            else "you can view this document but not edit it"
+        )
+        conn.send(raw_message({"type": "refused", "reason": reason, "message": message}))
+        if refusal.undo is not None:
+            conn.send(create_update_message(refusal.undo))
+            return
+        conn.close_now(
+            CloseCode.UNSUPPORTED,
+            close_reason(
+                "view_only", self.lineage, errorReason="View only: your edit was not kept"
+            ),
+        )
+
+    def _apply_awareness(self, conn: Connection, payload: bytes) -> None:
+        checked = check_update(
+            payload,
+            meta=self.awareness.meta,
+            owned=conn.awareness_ids,
+            owned_by_others=self._awareness_owner.keys() - conn.awareness_ids,
+            max_clients=self._settings.max_awareness_clients,
+            max_state_bytes=self._settings.max_awareness_state_bytes,
+        )
+        if checked.payload is None:
+            return
+        touched = checked.named
+        before = clocks(self.awareness, touched)
+        try:
+            self.awareness.apply_awareness_update(checked.payload, conn)
+        except (ValueError, RecursionError) as exc:  # a state that is not JSON
+            raise ProtocolError(f"malformed awareness state: {exc}") from exc
+        for client_id in checked.claimed:
+            conn.awareness_ids.add(client_id)
+            self._awareness_owner[client_id] = conn
+        after = clocks(self.awareness, touched)
+        changed = [i for i in touched if after[i] is not None and after[i] != before[i]]
         # Echo to everyone including the sender: JupyterLab drops a socket silent for 30 s.
-        if ids:
-            self._outbox.put_nowait(_Outgoing(data=b"", awareness_ids=ids))
+        if changed:
+            self._outbox.put_nowait(_Outgoing(data=b"", awareness_ids=changed))
 
     def _autosave(self) -> bool:
         """Autosave unless every client that said so has turned it off."""
@@ -462,17 +557,16 @@ class Room:
         content = self.kind.read(self.view)
         return await asyncio.to_thread(_serialize_and_hash, self.kind, content)
 
-    async def _base_bytes(self) -> bytes:
-        """What storage held when we last read or wrote it (``base_etag``)."""
+    async def _base_bytes(self) -> bytes | None:
+        """What storage held when we last read or wrote it (``base_etag``); None if unknown."""
         data = await self._versions.get(self.base_etag)
         if data is not None:
             return data
-        # Its file is gone: storage still has it unless someone wrote since.
+        # Not kept (a log from before durable bases): storage has it unless someone wrote.
         data, etag = await self._storage.read(self.any_token(), self.resource_id)
-        if etag != self.base_etag and content_hash(data) != self.base_hash:
-            log.error("merge base lost; merging against nothing", extra=kv(room=self.key))
-            return b""
-        return data
+        if etag == self.base_etag or content_hash(data) == self.base_hash:
+            return data
+        return None
 
     async def _write_snapshot(self, data: bytes, digest: str) -> None:
         token = self.editor_token()
@@ -481,6 +575,9 @@ class Room:
         if self.lock.state in (LockState.NONE, LockState.FOREIGN):
             # Never write without our lock where storage has locks: retry once it is back.
             raise Locked(f"the room does not hold the lock ({self.lock.state.value})")
+        # Durable before the write: if the hub dies before set_base below, the restarted
+        # room recognises these bytes in storage as its own snapshot.
+        await self._log.remember_base(self.key, digest, data)
         try:
             etag = await self._storage.write(
                 token, self.resource_id, data, if_match=self.base_etag, lock_id=self.lock.lock_id
@@ -492,9 +589,7 @@ class Room:
             raise
         self.base_etag, self.base_hash = etag, digest
         await self._versions.put(etag, data)
-        # etag + hash only: the bytes are what we just wrote (they reach the log at unload;
-        # after a crash they are read back from storage when the hash still matches)
-        await self._log.set_base(self.key, etag, digest)
+        await self._log.set_base(self.key, etag, digest)  # the bytes: remembered above
         self._set_state(dirty=False, hash=digest)
 
     async def save(self) -> SaveStatus:
@@ -511,7 +606,7 @@ class Room:
             await self.check_external()
         except StorageError as exc:
             log.warning("external check failed", extra=kv(room=self.key, error=repr(exc)))
-        self._maintainer = asyncio.get_running_loop().create_task(self._maintain())
+        self._maintainer = self._supervised(self._maintain(), "room.watcher")
 
     async def _maintain(self) -> None:
         interval = self._settings.watch_interval
@@ -567,16 +662,22 @@ class Room:
         """Merge ``data`` (in storage as ``etag``) into the live doc; a conflict copy if needed.
 
         ``base`` is the version ``data`` was derived from (default: what we last read/wrote).
+        When that is unknown, nothing is merged: guessing a base made cells created since
+        look inserted twice and cells deleted since come back. The version is kept as a copy.
         """
         digest = content_hash(data)
         if digest != (self.base_hash if base is None else content_hash(base)):
             if base is None:
                 base = await self._base_bytes()
-            previous, self._origin = self._origin, HUB_MERGE
-            try:
-                conflicts = self.kind.merge_into(self.view, base, data)
-            finally:
-                self._origin = previous
+            if base is None:
+                conflicts = ["the version this room last matched is unknown: kept as a copy"]
+                log.error("merge base unknown; external version kept", extra=kv(room=self.key))
+            else:
+                previous, self._origin = self._origin, HUB_MERGE
+                try:
+                    conflicts = self.kind.merge_into(self.view, base, data)
+                finally:
+                    self._origin = previous
             log.info(
                 "external version merged",
                 extra=kv(room=self.key, etag=etag, reason=f"{len(conflicts)} conflicts"),
@@ -592,30 +693,69 @@ class Room:
         self.snapshotter.changed()
         if conflicts:
             copy = await self._save_conflict_copy(resource, data, who)
-            self.conflict_copies.append(copy)
-            message = {"type": "conflict_copy", "path": copy, "conflicts": conflicts[:20]}
-            self._outbox.put_nowait(_Outgoing(data=raw_message(message)))
+            self.conflict_copies.append(copy.path if copy else None)
+            await self._announce_copy(copy, conflicts)
         return conflicts
 
-    async def _save_conflict_copy(self, resource: Resource, data: bytes, who: str) -> str:
-        """Keep the external version beside the original; never lose it."""
-        token = self.editor_token() or self.any_token()
-        try:
-            created = await create_copy_beside(self._storage, token, resource, who, data)
+    def _writer_tokens(self, owner: str) -> list[str]:
+        """Tokens to create a file beside the document with: the owner's first (a sharee of
+        a single file may not create in the owner's folder), then every other editor's."""
+        editors = sorted(
+            (c for c in self.clients if c.can_write),
+            key=lambda c: (c.user.id != owner, c.id),  # deterministic, not a set's order
+        )
+        tokens = [c.token for c in editors]
+        tokens += [t for t in (self._last_editor_token, self._any_token) if t is not None]
+        return list(dict.fromkeys(tokens))
+
+    async def _save_conflict_copy(
+        self, resource: Resource, data: bytes, who: str
+    ) -> Resource | None:
+        """Keep the external version beside the original; never lose it.
+
+        Returns the copy in storage, or None when no token of the room may create it there:
+        then the hub keeps it in its data dir (never a path to send to a client).
+        """
+        failures = []
+        for token in self._writer_tokens(resource.owner):
+            try:
+                created = await create_copy_beside(self._storage, token, resource, who, data)
+            except StorageError as exc:
+                failures.append(repr(exc))
+                continue
             log.warning("conflict copy written", extra=kv(room=self.key, path=created.path))
-            return created.path
-        except StorageError as exc:
-            # No right to create beside the file (e.g. a single shared file): keep it in the
-            # hub's data dir instead, and say where.
-            name = conflict_copy_name(resource.name, who, datetime.now(UTC))
-            fallback = self._settings.state_dir / "conflicts" / name
-            fallback.parent.mkdir(parents=True, exist_ok=True)
-            fallback.write_bytes(data)
-            log.error(
-                "conflict copy kept by the hub",
-                extra=kv(room=self.key, path=str(fallback), error=repr(exc)),
-            )
-            return str(fallback)
+            return created
+        name = conflict_copy_name(resource.name, who, datetime.now(UTC))
+        fallback = self._settings.state_dir / "conflicts" / name
+        await asyncio.to_thread(_write_file, fallback, data)
+        log.error(
+            "no editor may create the conflict copy in storage; the hub keeps it",
+            extra=kv(room=self.key, path=str(fallback), error="; ".join(failures)),
+        )
+        return None
+
+    async def _announce_copy(self, copy: Resource | None, conflicts: list[str]) -> None:
+        """Tell each client where the copy is, as *it* sees it (owner and sharees see the
+        same file under different paths)."""
+        base = {"type": "conflict_copy", "conflicts": conflicts[:20]}
+        for client in list(self.clients):
+            path: str | None = None
+            if copy is not None:
+                try:
+                    path = (await self._storage.stat(client.token, copy.id)).path
+                except StorageError:
+                    path = None  # this client cannot see it (e.g. a viewer of one file)
+            if path is not None:
+                message = {**base, "path": path, "fileId": copy.id.to_file_id()}  # type: ignore[union-attr]
+            else:
+                message = {
+                    **base,
+                    "path": None,
+                    "kept_by": "storage" if copy is not None else "hub",
+                    "message": "the other version was kept where you cannot open it;"
+                    " an editor of the folder can",
+                }
+            client.send(raw_message(message))
 
     def export(self) -> bytes:
         """The live document as file bytes (raises ``ExportError``)."""
@@ -626,17 +766,25 @@ class Room:
     ) -> tuple[list[str], str | None]:
         """An out-of-band writer's whole new version: merge it in, then write the result.
 
-        ``based_on`` is the etag of the version the writer started from; if we still know it,
-        it is the merge base, else the current stored version is.
+        ``based_on`` is the etag of the version the writer started from: the merge base. A
+        writer that names no version overwrites the current one (it is the base). One that
+        names a version the room no longer knows is refused with ``PreconditionFailed``
+        (HTTP 412): merged against another base, what it lacks would read as deletions.
         """
         async with self.snapshotter.lock:
             resource = await self._merge_external_locked()  # first what landed in storage
             copies_before = len(self.conflict_copies)
             stored_etag, stored_hash = self.base_etag, self.base_hash
             stored = await self._base_bytes()
-            if base is None:
-                known = await self._versions.get(based_on) if based_on else None
-                base = stored if known is None else known
+            if stored is None:  # the external check just read it: only a lost race gets here
+                stored, stored_etag = await self._storage.read(self.any_token(), self.resource_id)
+                stored_hash = content_hash(stored)
+            if base is None and based_on and based_on != stored_etag:
+                base = await self._versions.get(based_on)
+                if base is None:
+                    raise PreconditionFailed(
+                        f"unknown base version {based_on!r}: read the file again, then write"
+                    )
             conflicts = await self._merge_version(resource, data, stored_etag, who, base=base)
             # storage still holds ``stored``: the next snapshot writes the merged doc over it
             self.base_etag, self.base_hash = stored_etag, stored_hash
@@ -665,14 +813,10 @@ class Room:
         await self.lock.release(self.editor_token())
         if self._log_ready is not None:
             await asyncio.gather(self._log_ready, return_exceptions=True)
-        try:
-            base = await self._base_bytes()
-            await self._log.set_base(self.key, self.base_etag, self.base_hash, base)
-        except Exception as exc:  # only a merge base for later: storage has the document
-            log.warning("could not record the merge base", extra=kv(room=self.key, error=repr(exc)))
+        # (the merge base is already in the log: every base change records its bytes)
         await self._versions.remove_all()
         self._outbox.put_nowait(None)
-        await self._dispatcher
+        await asyncio.gather(self._dispatcher, return_exceptions=True)  # failures: supervised
         if self._tail_updates:
             try:
                 await self.compact()
@@ -681,18 +825,11 @@ class Room:
         self.doc.unobserve(self._subscription)
 
 
+def _write_file(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
 def _serialize_and_hash(kind: DocumentKind, content: Any) -> tuple[bytes, str]:
     data = kind.serialize(content)
     return data, content_hash(data)
-
-
-def awareness_client_ids(payload: bytes) -> list[int]:
-    """Client ids named in an awareness update (varUint count, then id/clock/state each)."""
-    decoder = Decoder(payload)
-    count = decoder.read_var_uint()
-    ids = []
-    for _ in range(count):
-        ids.append(decoder.read_var_uint())
-        decoder.read_var_uint()  # clock
-        decoder.read_var_string()  # state JSON
-    return ids

@@ -52,8 +52,20 @@ class Settings(BaseSettings):
     max_frame_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     max_doc_bytes: int = Field(256 * 1024 * 1024, ge=1024)
     send_queue_max: int = Field(1024, ge=1)  # frames waiting for a client that does not read
+    # bytes waiting for a client, beyond the one largest message in flight (a big SyncStep2
+    # may always be on its way; a socket that asks for it again and again may not)
+    send_backlog_bytes: int = Field(32 * 1024 * 1024, ge=64 * 1024)
     send_timeout: float = Field(30.0, gt=0)  # a client not reading for this long is dropped
     max_clients_per_room: int = Field(500, ge=1)
+    # 0 = no cap. Behind jupyter_cs3 every user of a Jupyter server comes from its address.
+    max_connections_per_user: int = Field(1024, ge=0)
+    max_connections_per_address: int = Field(4096, ge=0)
+    max_header_bytes: int = Field(16 * 1024, ge=1024)  # request line + headers of one request
+    handshake_timeout: float = Field(10.0, gt=0)  # request headers must arrive within this
+    max_awareness_clients: int = Field(16, ge=1)  # awareness client ids one socket may own
+    max_awareness_state_bytes: int = Field(64 * 1024, ge=256)  # one client's awareness JSON
+    max_command_bytes: int = Field(64 * 1024, ge=256)  # a JSON raw command
+    max_command_depth: int = Field(16, ge=2)  # nesting of a JSON raw command
 
     log_level: str = "INFO"
 

@@ -15,6 +15,7 @@ from enum import Enum
 
 from collab_server.logs import get_logger, kv
 from collab_server.metrics import HubMetrics
+from collab_server.supervise import supervised
 from crdt.errors import ExportError
 from storage_bridge.errors import StorageError
 
@@ -40,7 +41,9 @@ class Snapshotter:
         max_debounce: float,
         retry_max: float,
         stored_hash: str | None,
+        on_failure: Callable[[BaseException], None] | None = None,
     ) -> None:
+        self._on_failure = on_failure
         self._room = room
         self._export = export
         self._write = write
@@ -89,7 +92,13 @@ class Snapshotter:
             self._first_change = None
             return
         if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self.flush())
+            self._task = supervised(
+                self.flush(),
+                task="room.snapshot",
+                failures=self._metrics.task_failures,
+                on_failure=self._on_failure,
+                room=self._room,
+            )
 
     async def flush(self) -> SaveStatus:
         """Write now if there is anything to write."""
@@ -129,6 +138,15 @@ class Snapshotter:
             self._metrics.snapshots.inc()
             self._metrics.snapshot_seconds.observe(time.perf_counter() - started)
             return SaveStatus.SUCCESS
+
+    def stop(self) -> None:
+        """Stop without a final write (the room failed; its doc may be ahead of its log)."""
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._task is not None:
+            self._task.cancel()
 
     async def close(self) -> SaveStatus:
         """Final snapshot (if autosave allows) and stop the timers."""

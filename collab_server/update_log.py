@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TypeVar
 
@@ -36,7 +36,10 @@ class StoredRoom:
     base_etag: str | None  # etag of the storage version the doc last read or wrote
     base_content: bytes | None  # those bytes (the merge base for external writers)
     lock_id: str | None = None  # the storage lock this room last took (adopted after a crash)
-    base_hash: str | None = None  # hash of what storage held last; base_content may be older
+    base_hash: str | None = None  # hash of what storage held last (base_content's hash)
+    # versions a snapshot was writing when the hub stopped (hash -> bytes): storage may hold
+    # one of them under a new etag the log never heard of
+    pending: dict[str, bytes] = field(default_factory=dict)
 
 
 def _sha256(data: bytes) -> str:
@@ -64,10 +67,15 @@ class UpdateLog(Protocol):
         snapshot: bytes,
         base_etag: str,
         base_hash: str,
-        base_content: bytes | None = None,
+        base_content: bytes,
     ) -> None:
-        """Record the initial state of a room loaded from storage (the bytes are optional:
-        after a crash, storage still holds them when their hash matches)."""
+        """Record the initial state of a room loaded from storage, and the bytes it loaded
+        (the merge base for the first external writer, also after a crash)."""
+        ...
+
+    async def remember_base(self, room: str, digest: str, content: bytes) -> None:
+        """Bytes a snapshot is about to write: if the hub dies before ``set_base``, a
+        restarted room recognises them in storage as its own, not as someone else's."""
         ...
 
     async def append(self, room: str, updates: list[bytes]) -> int:
@@ -81,8 +89,8 @@ class UpdateLog(Protocol):
     async def set_base(
         self, room: str, etag: str, digest: str, content: bytes | None = None
     ) -> None:
-        """Record what storage holds now. ``content`` None: only etag + hash (every snapshot
-        would otherwise copy the whole notebook into the log; the bytes follow at unload)."""
+        """Record what storage holds now: ``digest`` under ``etag``. The bytes are
+        ``content``, or, when None, those given to ``remember_base`` for that digest."""
         ...
 
     async def record_fork(self, copy_file_id: str, origin_file_id: str, base: bytes) -> None:
@@ -111,6 +119,15 @@ CREATE TABLE IF NOT EXISTS rooms (
     updated REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS rooms_lineage ON rooms(lineage);
+-- The merge base of each room (rooms.base_hash) and, while a snapshot is being written, the
+-- version it writes: every merge base is durable, so a restarted room never merges against
+-- older bytes (or none) and never mistakes its own last snapshot for an external write.
+CREATE TABLE IF NOT EXISTS bases (
+    room TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    content BLOB NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS bases_room_hash ON bases(room, hash);
 CREATE TABLE IF NOT EXISTS forks (
     copy TEXT PRIMARY KEY,
     origin TEXT NOT NULL,
@@ -222,15 +239,23 @@ class SQLiteUpdateLog:
         ).fetchall()
         last = rows[-1][0] if rows else self._max_seq(room)
         self._last_seq[room] = last
+        versions = dict(
+            self._db.execute("SELECT hash, content FROM bases WHERE room=?", (room,)).fetchall()
+        )
+        base_hash = row[5]
+        content = versions.pop(base_hash, None)
+        if content is None and row[3] is not None and _sha256(row[3]) == base_hash:
+            content = row[3]  # a log written before the bases table
         return StoredRoom(
             lineage=row[0],
             snapshot=row[1],
             updates=[r[1] for r in rows],
             last_seq=last,
             base_etag=row[2],
-            base_content=row[3],
+            base_content=content,
             lock_id=row[4],
-            base_hash=row[5],
+            base_hash=base_hash,
+            pending=versions,
         )
 
     def _has_lineage(self, lineage: str) -> bool:
@@ -247,12 +272,26 @@ class SQLiteUpdateLog:
         snapshot: bytes,
         base_etag: str,
         base_hash: str,
-        base_content: bytes | None,
+        base_content: bytes,
     ) -> None:
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute(
+                "UPDATE rooms SET snapshot=?, base_etag=?, base_content=NULL, base_hash=?,"
+                " updated=? WHERE room=?",
+                (snapshot, base_etag, base_hash, time.time(), room),
+            )
+            self._db.execute("DELETE FROM bases WHERE room=?", (room,))
+            self._db.execute(
+                "INSERT INTO bases(room, hash, content) VALUES (?,?,?)",
+                (room, base_hash, base_content),
+            )
+        self._maybe_checkpoint()
+
+    def _remember_base(self, room: str, digest: str, content: bytes) -> None:
         self._db.execute(
-            "UPDATE rooms SET snapshot=?, base_etag=?, base_content=?, base_hash=?, updated=?"
-            " WHERE room=?",
-            (snapshot, base_etag, base_content, base_hash, time.time(), room),
+            "INSERT OR IGNORE INTO bases(room, hash, content) VALUES (?,?,?)",
+            (room, digest, content),
         )
         self._maybe_checkpoint()
 
@@ -281,15 +320,19 @@ class SQLiteUpdateLog:
         self._maybe_checkpoint()
 
     def _set_base(self, room: str, etag: str, digest: str, content: bytes | None) -> None:
-        if content is None:
+        with self._db:
+            self._db.execute("BEGIN")
+            if content is not None:
+                self._db.execute(
+                    "INSERT OR IGNORE INTO bases(room, hash, content) VALUES (?,?,?)",
+                    (room, digest, content),
+                )
             self._db.execute(
-                "UPDATE rooms SET base_etag=?, base_hash=? WHERE room=?", (etag, digest, room)
+                "UPDATE rooms SET base_etag=?, base_hash=?, base_content=NULL WHERE room=?",
+                (etag, digest, room),
             )
-        else:
-            self._db.execute(
-                "UPDATE rooms SET base_etag=?, base_hash=?, base_content=? WHERE room=?",
-                (etag, digest, content, room),
-            )
+            self._db.execute("DELETE FROM bases WHERE room=? AND hash!=?", (room, digest))
+        if content is not None:
             self._maybe_checkpoint()
 
     def _set_lock_id(self, room: str, lock_id: str | None) -> None:
@@ -322,9 +365,12 @@ class SQLiteUpdateLog:
         snapshot: bytes,
         base_etag: str,
         base_hash: str,
-        base_content: bytes | None = None,
+        base_content: bytes,
     ) -> None:
         await self._run(self._start, room, snapshot, base_etag, base_hash, base_content)
+
+    async def remember_base(self, room: str, digest: str, content: bytes) -> None:
+        await self._run(self._remember_base, room, digest, content)
 
     async def append(self, room: str, updates: list[bytes]) -> int:
         return await self._run(self._append, room, updates)

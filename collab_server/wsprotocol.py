@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import struct
 import time
+from collections.abc import Callable
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.exceptions import SecurityError
 
 EXTENSION = "cs3collab.frame_writer"
+BULK_BYTES = 1 << 20  # a message this big is "bulk": one may always be in flight (see backlog)
 
 
 def binary_frame_header(length: int) -> bytes:
@@ -50,6 +53,8 @@ class FrameWriter:
             transport.write(binary_frame_header(len(data)) + data)
         else:  # no copy of a large payload
             transport.writelines((binary_frame_header(len(data)), data))
+        if len(data) >= BULK_BYTES and len(data) > protocol.bulk_in_flight:
+            protocol.bulk_in_flight = len(data)
         if protocol.paused_at is not None:
             protocol.frames_while_paused += 1
         return True
@@ -60,6 +65,17 @@ class FrameWriter:
         if protocol.paused_at is None:
             return 0, 0.0
         return protocol.frames_while_paused, time.monotonic() - protocol.paused_at
+
+    def backlog_bytes(self) -> int:
+        """Bytes waiting in the transport beyond the largest bulk message in flight.
+
+        One big message (a SyncStep2 of a 50 MB notebook) may always be on its way to a slow
+        reader; what piles up behind it is what counts.
+        """
+        protocol = self._protocol
+        if protocol.paused_at is None:
+            return 0
+        return max(0, protocol.transport.get_write_buffer_size() - protocol.bulk_in_flight)
 
     def abort(self) -> None:
         """Drop the connection now: a peer that stopped reading never gets a close frame."""
@@ -73,6 +89,7 @@ class FanOutWebSocketProtocol(WebSocketsSansIOProtocol):
         super().__init__(*args, **kwargs)
         self.paused_at: float | None = None
         self.frames_while_paused = 0
+        self.bulk_in_flight = 0  # size of the largest bulk message written since the last drain
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
@@ -97,3 +114,37 @@ class FanOutWebSocketProtocol(WebSocketsSansIOProtocol):
         super().resume_writing()
         self.paused_at = None
         self.frames_while_paused = 0
+        self.bulk_in_flight = 0
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if not self.handshake_initiated and self.conn.handshake_exc is not None:
+            # websockets could not parse the request (a line over 8 KiB, too many headers):
+            # uvicorn would neither answer nor close it, and the socket would stay forever.
+            self.refuse_handshake(self.conn.handshake_exc)
+
+    def refuse_handshake(self, exc: Exception) -> None:
+        cause = exc.__cause__ or exc
+        too_large = isinstance(cause, SecurityError)
+        status = 431 if too_large else 400
+        body = b"request header fields too large" if too_large else b"malformed upgrade request"
+        self.transport.write(http_error(status, body))
+        self.handshake_initiated = self.handshake_complete = self.close_sent = True
+        self.transport.close()
+        if self.on_refused is not None:
+            self.on_refused(str(status))
+
+    on_refused: Callable[[str], None] | None = None  # set per server (metrics)
+
+
+_REASONS = {400: "Bad Request", 408: "Request Timeout", 431: "Request Header Fields Too Large"}
+
+
+def http_error(status: int, body: bytes) -> bytes:
+    """A complete HTTP/1.1 error response that closes the connection."""
+    head = (
+        f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
+        "content-type: text/plain; charset=utf-8\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    )
+    return head.encode("ascii") + body

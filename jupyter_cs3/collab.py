@@ -28,7 +28,7 @@ from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from jupyter_server.base.websocket import WebSocketMixin
 from pycrdt import Doc, create_sync_message, write_var_uint
 from tornado import web
-from tornado.httpclient import HTTPRequest
+from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, WebSocketHandler
 from tornado.websocket import websocket_connect as _websocket_connect
 
@@ -40,6 +40,22 @@ GLOBAL_AWARENESS = "JupyterLab:globalAwareness"
 HUB_LOST = 1011  # not special to the client: it reconnects
 HUB_UNREACHABLE = 1013  # "try again later": the client reconnects
 _NO_STATUS = (None, 1005, 1006, 1015)  # codes that must not be sent in a close frame
+# HTTP status of a refused upgrade -> the hub's close code for the same refusal
+_UPGRADE_REFUSED = {401: 4401, 403: 4403, 404: 4404, 429: 4429, 431: 4400, 400: 4400}
+
+
+def _hub_message(exc: HTTPClientError) -> str:
+    """The hub's JSON ``message`` of a refused upgrade, cut to a close frame's 123 bytes."""
+    body = exc.response.body if exc.response is not None else b""
+    try:
+        message = str(json.loads(body or b"{}").get("message", ""))
+    except (ValueError, AttributeError):
+        message = ""
+    return (
+        (message or exc.message or "refused by the collaboration hub")
+        .encode()[:120]
+        .decode(errors="ignore")
+    )
 
 
 class HubClient:
@@ -188,7 +204,20 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
                 request_timeout=self.backend.config.hub_timeout,
             )
             self.hub = await _websocket_connect(request, max_message_size=self.max_message_size)
-        except Exception as exc:  # refused, DNS, TLS, HTTP error on upgrade...
+        except HTTPClientError as exc:
+            # The hub refuses before the upgrade (bad token, a cap): tell the client with the
+            # close code it would have sent after it.
+            code = _UPGRADE_REFUSED.get(exc.code)
+            if code is None:
+                self.log.warning("collaboration hub refused %s: %r", room, exc)
+                self.close(HUB_UNREACHABLE, "collaboration hub unreachable")
+                return
+            if exc.code == 401 and self.backend.kind == "cs3" and self.backend.can_login:
+                await self._renew(token)  # our token expired: the reconnect uses a new one
+            self.log.info("collaboration hub refused %s: HTTP %s", room, exc.code)
+            self.close(code, _hub_message(exc))
+            return
+        except Exception as exc:  # refused, DNS, TLS...
             self.log.warning("collaboration hub unreachable for %s: %r", room, exc)
             self.close(HUB_UNREACHABLE, "collaboration hub unreachable")
             return
@@ -226,14 +255,17 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
         code, reason = hub.close_code, hub.close_reason
         if code == 4401 and self.backend.kind == "cs3" and self.backend.can_login:
             # our token expired: log in again, the client's reconnect will use the new one
-            try:
-                await self.backend.renew(token)
-            except StorageError as exc:
-                self.log.warning("CS3 login failed: %s", exc)
+            await self._renew(token)
         if code in _NO_STATUS:
             self.close(HUB_LOST, "collaboration hub connection lost")
         else:
             self.close(code, reason or "")
+
+    async def _renew(self, token: str) -> None:
+        try:
+            await self.backend.renew(token)
+        except StorageError as exc:
+            self.log.warning("CS3 login failed: %s", exc)
 
     def on_close(self) -> None:
         if self._local:

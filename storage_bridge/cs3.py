@@ -427,6 +427,7 @@ class CS3Storage:
             permissions=permissions_from_cs3(info.permission_set),
             lock=lock_from_cs3(info.lock) if info.HasField("lock") else None,
             checksum=checksum,
+            owner=info.owner.opaque_id if info.HasField("owner") else "",
         )
 
     async def _stat_info(self, token: str, ref: Ref) -> Any:

@@ -89,6 +89,7 @@ class Resource:
     permissions: Permissions = field(default_factory=Permissions.owner)
     lock: Lock | None = None
     checksum: str = ""  # e.g. "sha256:<hex>" when the backend knows it
+    owner: str = ""  # user id of the owner, when the backend says
 
 
 @dataclass(frozen=True, slots=True)

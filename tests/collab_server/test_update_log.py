@@ -56,11 +56,20 @@ async def test_append_load_compact_keep_every_update(tmp_path: Path) -> None:
     stored = await log.load("room")
     assert stored is not None and stored.updates == updates and stored.last_seq == seq == 30
     assert (stored.base_etag, stored.base_content) == ("etag0", b"base")
-    # per snapshot only etag + hash are recorded; the bytes when the room unloads
+    # a snapshot remembers its bytes before it writes (a crash in between: they are pending),
+    # then set_base points at them: the base's bytes always match its hash
+    await log.remember_base("room", "hash1", b"snap1")
+    stored = await log.load("room")
+    assert stored is not None and stored.pending == {"hash1": b"snap1"}
+    assert (stored.base_etag, stored.base_content) == ("etag0", b"base")
     await log.set_base("room", "etag1", "hash1")
     stored = await log.load("room")
-    assert stored is not None
-    assert (stored.base_etag, stored.base_hash, stored.base_content) == ("etag1", "hash1", b"base")
+    assert stored is not None and stored.pending == {}
+    assert (stored.base_etag, stored.base_hash, stored.base_content) == ("etag1", "hash1", b"snap1")
+    # a hash the log has no bytes for: the base is unknown, never older bytes
+    await log.set_base("room", "etag-x", "hash-x")
+    stored = await log.load("room")
+    assert stored is not None and stored.base_content is None
     await log.set_base("room", "etag2", "hash2", b"newer")
     stored = await log.load("room")
     assert stored is not None and stored.base_content == b"newer"
