@@ -34,7 +34,6 @@ Numbers need no cast: pycrdt stores every Python number as a float, which is wha
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from difflib import SequenceMatcher
@@ -43,6 +42,7 @@ from typing import Any, Final
 from jupyter_ydoc import YNotebook
 from pycrdt import Array, Map, Text
 
+from .cell_ids import stable_cell_id
 from .merge import _normalized, _stable_subsequence, match_cells
 from .textmerge import split_lines
 
@@ -147,14 +147,6 @@ def _reusable(ycell: Any, target: Mapping[str, Any]) -> bool:
     return target.get("cell_type") != "code" or isinstance(ycell.get("outputs"), Array)
 
 
-def _derived_id(index: int, cell: Mapping[str, Any], taken: set[str]) -> str:
-    payload = f"{index}\0{cell.get('cell_type')}\0{cell.get('source')}"
-    digest = hashlib.sha256(payload.encode()).hexdigest()[:12]
-    while digest in taken:
-        digest = hashlib.sha256(digest.encode()).hexdigest()[:12]
-    return digest
-
-
 def _unique_target_ids(targets: list[JSONDict], current: list[JSONDict]) -> None:
     """Give later duplicates of an id a derived one (in place, on our normalised copy).
 
@@ -172,7 +164,7 @@ def _unique_target_ids(targets: list[JSONDict], current: list[JSONDict]) -> None
     if dups:
         taken = seen | {str(c["id"]) for c in current if c.get("id") is not None}
         for ti in dups:
-            new_id = _derived_id(ti, targets[ti], taken)
+            new_id = stable_cell_id(ti, targets[ti], taken)
             taken.add(new_id)
             targets[ti] = {**targets[ti], "id": new_id}
 
@@ -218,7 +210,7 @@ def _apply_cells(ynb: YNotebook, targets: list[JSONDict]) -> None:
         cell = target
         if not cell.get("id"):
             # jupyter_ydoc would use uuid4; a derived id keeps the Y update deterministic
-            new_id = _derived_id(ti, cell, taken)
+            new_id = stable_cell_id(ti, cell, taken)
             taken.add(new_id)
             cell = {**cell, "id": new_id}
         ycells.insert(ti, ynb.create_ycell(cell))

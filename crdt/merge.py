@@ -48,8 +48,8 @@ Policy (what a human could lose is a :class:`Conflict`; everything else is merge
 * **nbformat / nbformat_minor** changed on both sides: the higher wins (format upgrades only).  Ids
   are required from 4.5 on (missing ones are derived) and removed below 4.5 (the 4.0-4.4 schemas
   forbid them).  Ids are unique: cells that come from ours keep their ids first, any clash or gap
-  gets an id derived from a hash of the cell and its position, so identical inputs give identical
-  output (no uuid4 anywhere).
+  gets an id derived from a hash of the cell and its position (:mod:`crdt.cell_ids`), so identical
+  inputs give identical output (no uuid4 anywhere).
 * **An invalid external version** (not nbformat 4, or failing the nbformat schema) is not merged:
   the result is ours, with a ``"notebook"`` conflict, so the caller writes a conflict copy.
 
@@ -59,15 +59,14 @@ conflict copy and clients are told; the merged notebook is applied either way (i
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
 from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 from typing import Any, Final
 
+from .cell_ids import effective_ids, finalize_ids
 from .textmerge import merge3_text
 
 __all__ = [
@@ -90,7 +89,6 @@ VOLATILE_CELL_METADATA: Final = frozenset(
 )
 VOLATILE_NOTEBOOK_METADATA: Final = frozenset({"language_info", "widgets"})
 _CELL_TYPES: Final = frozenset({"code", "markdown", "raw"})
-_ID_PATTERN: Final = re.compile(r"[a-zA-Z0-9_-]{1,64}")  # nbformat 4.5 schema for cell ids
 
 
 class _Missing:
@@ -331,20 +329,6 @@ def _schema_error(theirs: JSONDict, base: JSONDict) -> str | None:
 # --------------------------------------------------------------------------- cell matching
 
 
-def _effective_ids(cells: Sequence[Mapping[str, Any]]) -> list[str | None]:
-    """Each cell's id if it is a non-empty string seen for the first time, else None."""
-    seen: set[str] = set()
-    out: list[str | None] = []
-    for cell in cells:
-        cid = cell.get("id")
-        if isinstance(cid, str) and cid and cid not in seen:
-            seen.add(cid)
-            out.append(cid)
-        else:
-            out.append(None)
-    return out
-
-
 def _similarity(a: Mapping[str, Any], b: Mapping[str, Any]) -> float:
     if a.get("cell_type") != b.get("cell_type"):
         return 0.0
@@ -409,7 +393,7 @@ def match_cells(
     where at least one of the two has no usable id (see the module docstring).  Sources must be
     ``str``.
     """
-    a_ids, b_ids = _effective_ids(a_cells), _effective_ids(b_cells)
+    a_ids, b_ids = effective_ids(a_cells), effective_ids(b_cells)
     b_by_id = {cid: j for j, cid in enumerate(b_ids) if cid is not None}
     pairs: dict[int, int] = {}
     for i, cid in enumerate(a_ids):
@@ -643,43 +627,6 @@ def _merge_cell(
     return out
 
 
-# --------------------------------------------------------------------------- ids
-
-
-def _derive_id(cell: Mapping[str, Any], salt: int, taken: set[str]) -> str:
-    """A fresh id that depends only on the cell and its merged position (deterministic)."""
-    payload = json.dumps([cell.get("cell_type"), cell.get("source"), salt], sort_keys=True)
-    attempt = 0
-    while True:
-        digest = hashlib.sha256(f"{payload}#{attempt}".encode()).hexdigest()[:12]
-        if digest not in taken:
-            return digest
-        attempt += 1
-
-
-def _finalize_ids(cells: list[JSONDict], from_ours: Sequence[bool], minor: int) -> None:
-    """Unique ids for nbformat >= 4.5 (ours' cells claim first), none below (schema forbids)."""
-    if minor < 5:
-        for cell in cells:
-            cell.pop("id", None)
-        return
-    taken: set[str] = set()
-    needs: list[int] = []
-    for priority in (True, False):
-        for index, cell in enumerate(cells):
-            if from_ours[index] != priority:
-                continue
-            cid = cell.get("id")
-            if isinstance(cid, str) and _ID_PATTERN.fullmatch(cid) and cid not in taken:
-                taken.add(cid)
-            else:
-                needs.append(index)
-    for index in sorted(needs):
-        new_id = _derive_id(cells[index], index, taken)
-        taken.add(new_id)
-        cells[index]["id"] = new_id
-
-
 # --------------------------------------------------------------------------- the merge
 
 # YNotebook.set() fills these in when a notebook lacks them, so the live doc has them although the
@@ -753,7 +700,7 @@ def merge_notebooks(
         problem = str(exc)
     if problem is not None:
         cells = o_nb["cells"]
-        _finalize_ids(cells, [True] * len(cells), int(o_nb.get("nbformat_minor", 0)))
+        finalize_ids(cells, [True] * len(cells), int(o_nb.get("nbformat_minor", 0)))
         return MergeResult(
             notebook=o_nb,
             conflicts=[
@@ -791,7 +738,7 @@ class _Merge:
 
         merged_cells = [cells[key] for key in order]
         minor = self._merge_header_minor()
-        _finalize_ids(merged_cells, [from_ours[key] for key in order], minor)
+        finalize_ids(merged_cells, [from_ours[key] for key in order], minor)
         notebook = self._merge_header(merged_cells, minor)
 
         position = {key: index for index, key in enumerate(order)}
@@ -811,8 +758,8 @@ class _Merge:
 
     def _unify_inserts(self, t_order: list[_Key], o_order: list[_Key]) -> dict[_Key, _Key]:
         """theirs-insert key -> ours-insert key for cells both sides inserted identically."""
-        t_ids = _effective_ids(self.t_cells)
-        o_ids = _effective_ids(self.o_cells)
+        t_ids = effective_ids(self.t_cells)
+        o_ids = effective_ids(self.o_cells)
         o_inserts_by_id: dict[str, _Key] = {}
         o_groups: dict[int, list[_Key]] = {}
         for key, anchor in zip(o_order, _anchors(o_order), strict=True):
