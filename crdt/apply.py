@@ -11,7 +11,7 @@ insert (a peer's concurrent typing in that cell is lost or duplicated), metadata
 metadata ``Map`` is replaced, and every moved cell is recreated even when moving a single other cell
 would do.  It also deletes ``state`` keys other than dirty/path/document_id.  What is reused:
 ``YNotebook.create_ycell`` for cells that must be created (it builds the schema's nested types),
-and ``match_cells`` from :mod:`crdt.merge` for cells without ids.
+and :func:`crdt.matching.match_cells` for cells without ids.
 
 What this does, all in one transaction:
 
@@ -43,7 +43,8 @@ from jupyter_ydoc import YNotebook
 from pycrdt import Array, Map, Text
 
 from .cell_ids import stable_cell_id
-from .merge import _normalized, _stable_subsequence, match_cells
+from .matching import match_cells, stable_subsequence
+from .normalize import normalized
 from .textmerge import split_lines
 
 __all__ = ["apply_notebook", "edit_text", "read_notebook"]
@@ -62,7 +63,7 @@ def apply_notebook(ynb: YNotebook, target: Mapping[str, Any]) -> None:
     multi-line strings, empty attachments dropped, ids hidden below nbformat 4.5).  Target cells
     without an id (nbformat < 4.5) that have to be created get an id derived from their content.
     """
-    nb = _normalized(target)  # only read: Y copies every value it is given
+    nb = normalized(target)  # only read: Y copies every value it is given
     doc = ynb.ydoc
     with doc.transaction():
         _apply_header(doc.get("meta", type=Map), nb)
@@ -183,7 +184,7 @@ def _apply_cells(ynb: YNotebook, targets: list[JSONDict]) -> None:
         if current[ci].get("cell_type") == targets[ti].get("cell_type")
         and (_same_cell(current[ci], targets[ti]) or _reusable(ycells[ci], targets[ti]))
     )
-    stable = _stable_subsequence([ci for _, ci in candidates])
+    stable = stable_subsequence([ci for _, ci in candidates])
     keep = {candidates[k][1]: candidates[k][0] for k in stable}  # current index -> target index
 
     # 1. edit kept cells in place (indices are still the original ones)
