@@ -1,5 +1,8 @@
 """What the packages may import, read from their source with ``ast`` (nothing is imported).
 
+No import cycles; crdt/ and storage_bridge/ never import collab_server/; crdt/ is pure (none of
+the other packages, no I/O module); no module imports another module's private names.
+
 Every ``import`` counts, also one deferred into a function body or under ``TYPE_CHECKING``: a
 rule about what a package may depend on holds for all of its code.  ``from pkg import name``
 is an import of the module ``pkg.name`` when that module exists, else of ``pkg`` itself.
@@ -146,6 +149,17 @@ def test_crdt_imports_no_other_package_of_the_project() -> None:
 
 def test_crdt_does_no_io() -> None:
     offenders = [(m, name) for m, name in all_imports("crdt") if in_packages(name, IO_MODULES)]
+    assert offenders == []
+
+
+def test_no_private_names_imported_across_modules() -> None:
+    offenders = []
+    for module, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, ast.ImportFrom) and (
+                node.level or in_packages(node.module or "", PACKAGES)
+            ):
+                offenders += [(module, a.name) for a in node.names if a.name.startswith("_")]
     assert offenders == []
 
 
