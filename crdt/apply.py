@@ -11,7 +11,7 @@ insert (a peer's concurrent typing in that cell is lost or duplicated), metadata
 metadata ``Map`` is replaced, and every moved cell is recreated even when moving a single other cell
 would do.  It also deletes ``state`` keys other than dirty/path/document_id.  What is reused:
 ``YNotebook.create_ycell`` for cells that must be created (it builds the schema's nested types),
-and ``match_cells`` from :mod:`crdt.merge` for cells without ids.
+and :func:`crdt.matching.match_cells` for cells without ids.
 
 What this does, all in one transaction:
 
@@ -34,7 +34,6 @@ Numbers need no cast: pycrdt stores every Python number as a float, which is wha
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from difflib import SequenceMatcher
@@ -43,7 +42,9 @@ from typing import Any, Final
 from jupyter_ydoc import YNotebook
 from pycrdt import Array, Map, Text
 
-from .merge import _normalized, _stable_subsequence, match_cells
+from .cell_ids import stable_cell_id
+from .matching import match_cells, stable_subsequence
+from .normalize import normalized
 from .textmerge import split_lines
 
 __all__ = ["apply_notebook", "edit_text", "read_notebook"]
@@ -62,7 +63,7 @@ def apply_notebook(ynb: YNotebook, target: Mapping[str, Any]) -> None:
     multi-line strings, empty attachments dropped, ids hidden below nbformat 4.5).  Target cells
     without an id (nbformat < 4.5) that have to be created get an id derived from their content.
     """
-    nb = _normalized(target)  # only read: Y copies every value it is given
+    nb = normalized(target)  # only read: Y copies every value it is given
     doc = ynb.ydoc
     with doc.transaction():
         _apply_header(doc.get("meta", type=Map), nb)
@@ -147,14 +148,6 @@ def _reusable(ycell: Any, target: Mapping[str, Any]) -> bool:
     return target.get("cell_type") != "code" or isinstance(ycell.get("outputs"), Array)
 
 
-def _derived_id(index: int, cell: Mapping[str, Any], taken: set[str]) -> str:
-    payload = f"{index}\0{cell.get('cell_type')}\0{cell.get('source')}"
-    digest = hashlib.sha256(payload.encode()).hexdigest()[:12]
-    while digest in taken:
-        digest = hashlib.sha256(digest.encode()).hexdigest()[:12]
-    return digest
-
-
 def _unique_target_ids(targets: list[JSONDict], current: list[JSONDict]) -> None:
     """Give later duplicates of an id a derived one (in place, on our normalised copy).
 
@@ -172,7 +165,7 @@ def _unique_target_ids(targets: list[JSONDict], current: list[JSONDict]) -> None
     if dups:
         taken = seen | {str(c["id"]) for c in current if c.get("id") is not None}
         for ti in dups:
-            new_id = _derived_id(ti, targets[ti], taken)
+            new_id = stable_cell_id(ti, targets[ti], taken)
             taken.add(new_id)
             targets[ti] = {**targets[ti], "id": new_id}
 
@@ -191,7 +184,7 @@ def _apply_cells(ynb: YNotebook, targets: list[JSONDict]) -> None:
         if current[ci].get("cell_type") == targets[ti].get("cell_type")
         and (_same_cell(current[ci], targets[ti]) or _reusable(ycells[ci], targets[ti]))
     )
-    stable = _stable_subsequence([ci for _, ci in candidates])
+    stable = stable_subsequence([ci for _, ci in candidates])
     keep = {candidates[k][1]: candidates[k][0] for k in stable}  # current index -> target index
 
     # 1. edit kept cells in place (indices are still the original ones)
@@ -218,7 +211,7 @@ def _apply_cells(ynb: YNotebook, targets: list[JSONDict]) -> None:
         cell = target
         if not cell.get("id"):
             # jupyter_ydoc would use uuid4; a derived id keeps the Y update deterministic
-            new_id = _derived_id(ti, cell, taken)
+            new_id = stable_cell_id(ti, cell, taken)
             taken.add(new_id)
             cell = {**cell, "id": new_id}
         ycells.insert(ti, ynb.create_ycell(cell))

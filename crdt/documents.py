@@ -19,6 +19,7 @@ from nbformat.v4.rwbase import split_lines, strip_transient
 from pycrdt import Doc
 
 from crdt.apply import apply_notebook, edit_text, read_notebook
+from crdt.cell_ids import unique_cell_ids
 from crdt.errors import ExportError, LoadError
 from crdt.merge import merge_notebooks
 from crdt.textmerge import merge3_text
@@ -168,13 +169,6 @@ def kind_for(fmt: str, typ: str) -> DocumentKind | None:
     return KINDS.get((fmt, typ))
 
 
-def _stable_cell_id(index: int, cell: dict[str, Any]) -> str:
-    src = cell.get("source", "")
-    text = "".join(src) if isinstance(src, list) else str(src)
-    digest = hashlib.sha256(f"{index}\0{cell.get('cell_type')}\0{text}".encode()).hexdigest()
-    return digest[:12]
-
-
 def parse_notebook(data: bytes) -> dict[str, Any]:
     """Parse .ipynb bytes into a v4 notebook dict with deterministic, unique cell ids.
 
@@ -196,19 +190,13 @@ def parse_notebook(data: bytes) -> dict[str, Any]:
     cells = nb.get("cells")
     if not isinstance(cells, list):
         raise LoadError("not a notebook: cells is not a list")
-    seen: set[str] = set()
     for index, cell in enumerate(cells):
         if not isinstance(cell, dict) or "cell_type" not in cell:
             raise LoadError(f"not a notebook: cell {index} is malformed")
-        cell_id = cell.get("id")
-        if not isinstance(cell_id, str) or not cell_id or cell_id in seen:
-            cell_id = _stable_cell_id(index, cell)
-            while cell_id in seen:
-                cell_id = hashlib.sha256(cell_id.encode()).hexdigest()[:12]
-            cell["id"] = cell_id
-        seen.add(cell_id)
         if isinstance(cell.get("source"), list):
             cell["source"] = "".join(cell["source"])
+    for cell, cell_id in zip(cells, unique_cell_ids(cells), strict=True):
+        cell["id"] = cell_id
     if not cells:
         # YNotebook.set would insert a default cell with a random id: make it deterministic.
         cells.append(
@@ -252,14 +240,9 @@ def _with_unique_ids(nb: dict[str, Any]) -> dict[str, Any]:
     """nbformat >= 4.5 cells need unique ids: add missing ones, rename repeats (deterministic)."""
     if (nb.get("nbformat"), nb.get("nbformat_minor", 0)) < (4, 5):
         return nb
-    seen: set[str] = set()
-    cells = []
-    for index, cell in enumerate(nb.get("cells", [])):
-        cell_id = cell.get("id")
-        if not isinstance(cell_id, str) or not cell_id or cell_id in seen:
-            cell = {**cell, "id": _stable_cell_id(index, cell)}
-            while cell["id"] in seen:
-                cell["id"] = hashlib.sha256(cell["id"].encode()).hexdigest()[:12]
-        seen.add(cell["id"])
-        cells.append(cell)
-    return {**nb, "cells": cells}
+    cells = nb.get("cells", [])
+    unique = [
+        cell if cell.get("id") == cell_id else {**cell, "id": cell_id}
+        for cell, cell_id in zip(cells, unique_cell_ids(cells), strict=True)
+    ]
+    return {**nb, "cells": unique}

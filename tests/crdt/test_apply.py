@@ -12,7 +12,8 @@ from jupyter_ydoc import YNotebook
 from pycrdt import Doc, Map, Text
 
 from crdt.apply import apply_notebook, edit_text, read_notebook
-from crdt.merge import merge_notebooks, normalize_notebook
+from crdt.merge import merge_notebooks
+from crdt.normalize import normalize_notebook
 from tests.crdt.strategies import OPS, edited, notebooks, strip_ids
 
 JSONDict = dict[str, Any]

@@ -12,13 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crdt.merge import (
-    InvalidNotebook,
-    MergeResult,
-    match_cells,
-    merge_notebooks,
-    normalize_notebook,
-)
+from crdt.matching import match_cells
+from crdt.merge import MergeResult, merge_notebooks
+from crdt.normalize import InvalidNotebook, normalize_notebook
 from crdt.textmerge import merge3_text
 from tests.crdt.strategies import (
     CONTENT_OPS,
