@@ -779,8 +779,11 @@ class Room:
             if stored is None:  # the external check just read it: only a lost race gets here
                 stored, stored_etag = await self._storage.read(self.any_token(), self.resource_id)
                 stored_hash = content_hash(stored)
-            if base is None and based_on and based_on != stored_etag:
-                base = await self._versions.get(based_on)
+            if base is None and based_on and based_on.strip('"') != stored_etag.strip('"'):
+                # HTTP strips the quotes some storages (reva) put in their etags
+                base = await self._versions.get(based_on) or await self._versions.get(
+                    f'"{based_on}"'
+                )
                 if base is None:
                     raise PreconditionFailed(
                         f"unknown base version {based_on!r}: read the file again, then write"

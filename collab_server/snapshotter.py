@@ -91,14 +91,18 @@ class Snapshotter:
             # Autosave is off for every client: edits stay in the update log until a save.
             self._first_change = None
             return
-        if self._task is None or self._task.done():
-            self._task = supervised(
-                self.flush(),
-                task="room.snapshot",
-                failures=self._metrics.task_failures,
-                on_failure=self._on_failure,
-                room=self._room,
-            )
+        if self._task is not None and not self._task.done():
+            # A write is still running: this change came after its export, so look again
+            # when it is done (else the change waits for the next edit, or the unload).
+            self._task.add_done_callback(lambda _: self.flush_soon())
+            return
+        self._task = supervised(
+            self.flush(),
+            task="room.snapshot",
+            failures=self._metrics.task_failures,
+            on_failure=self._on_failure,
+            room=self._room,
+        )
 
     async def flush(self) -> SaveStatus:
         """Write now if there is anything to write."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -94,3 +95,44 @@ async def test_cs3_foreign_lock_opens_read_only(
     lock = await cs3_storage.get_lock(t.einstein, owner.id)
     assert lock is not None and lock.app_name == "cs3collab"
     await client.close()
+
+
+async def test_conflict_copy_lands_in_storage_when_a_sharee_is_first(
+    hub: HubProcess, cs3_storage: CS3Storage, cs3_tokens: Tokens, cs3_shared: Shared
+) -> None:
+    """marie may edit einstein's file but not create files in his folder: the copy is made
+    with einstein's token, never kept on the hub's disk, and each editor is told where it is
+    as they see it (issue 11)."""
+    t, owner = cs3_tokens, cs3_shared.owner
+    marie_info = _open(hub, cs3_shared.marie_path, t.marie)
+    marie = await YClient(hub.room_url(marie_info, token=t.marie)).connect()  # first editor
+    einstein_info = _open(hub, owner.path, t.einstein)
+    einstein = await YClient(hub.room_url(einstein_info, token=t.einstein)).connect()
+    marie.append_source(0, "shared line")
+    await marie.wait_for(lambda: bool(marie.view.ystate.get("hash")))
+    await einstein.wait_for(lambda: einstein.sources() == ["shared line"])
+    stored, etag = await cs3_storage.read(t.einstein, owner.path)
+    theirs = json.loads(stored)
+    theirs["cells"][0]["source"] = "shared line, theirs"
+    einstein.append_source(0, ", ours")  # the same line, changed on both sides
+    await marie.wait_for(lambda: marie.sources() == ["shared line, ours"])
+    r = httpx.put(
+        f"{hub.http_url}/api/collaboration/document/{cs3_shared.marie_path}",
+        content=json.dumps(theirs).encode(),
+        headers={"x-access-token": t.marie, "If-Match": etag},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "conflict"
+    seen = await einstein.wait_raw(lambda m: m.get("type") == "conflict_copy")
+    assert seen["path"].startswith(owner.path.rsplit("/", 1)[0] + "/")
+    assert ".conflict" in seen["path"]
+    copy, _ = await cs3_storage.read(t.einstein, seen["path"])
+    assert b"theirs" in copy
+    told = await marie.wait_raw(lambda m: m.get("type") == "conflict_copy")
+    assert told["path"] is None or ".conflict" in told["path"]
+    assert not (hub.data_dir / "conflicts").exists()
+    assert str(hub.data_dir) not in json.dumps(einstein.raw + marie.raw)
+    assert einstein.sources() == ["shared line, ours"]  # the live doc keeps ours
+    for c in (marie, einstein):
+        await c.close()

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import base64
 import json
-import os
-import socket
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 import nbformat
@@ -16,6 +12,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 
 from tests.hubproc import HubProcess, notebook, write_notebook
+from tests.rawsock import stalled_websocket
 from tests.yclient import YClient
 
 
@@ -266,27 +263,6 @@ async def test_metrics_and_health(hub: HubProcess) -> None:
     await client.close()
 
 
-def _stalled_websocket(url: str) -> socket.socket:
-    """A real TCP peer that completes the websocket handshake and then never reads."""
-    parts = urlsplit(url)
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: small window
-    sock.connect((parts.hostname, parts.port))
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(
-        (
-            f"GET {parts.path}?{parts.query} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        ).encode()
-    )
-    head = b""
-    while b"\r\n\r\n" not in head:
-        head += sock.recv(1)
-    assert head.startswith(b"HTTP/1.1 101"), head
-    return sock
-
-
 async def test_slow_client_is_dropped_and_others_keep_going(
     tmp_path: Path, hubs: Callable[..., HubProcess]
 ) -> None:
@@ -300,7 +276,7 @@ async def test_slow_client_is_dropped_and_others_keep_going(
     try:
         write_notebook(root / "nb.ipynb", notebook("0"))
         info = proc.open("nb.ipynb")
-        stalled = _stalled_websocket(proc.room_url(info))
+        stalled = stalled_websocket(proc.room_url(info))
         writer = await YClient(proc.room_url(info)).connect()
         reader = await YClient(proc.room_url(info)).connect()
         # paced so that a healthy client keeps up, while the stalled socket fills up

@@ -693,3 +693,41 @@ async def test_node_reconnect_after_hub_state_loss_gets_1003(hub, run_node) -> N
     assert path.read_bytes() == before
     fresh = await open_session(hub, "lost.ipynb")
     assert fresh["sessionId"] != session["sessionId"]
+
+
+@pytest.mark.parametrize("version", ["1", "2", "3"])
+async def test_stock_clients_of_each_y_websocket_coedit(hub, run_node, version) -> None:
+    """The interop matrix (issue 11): y-websocket 1.5.4 (JupyterLab's), 2.1.0 and 3.0.0 with
+    y-protocols' Awareness as a stock Yjs app uses it: its first awareness update has clock 0
+    and state {} (once a frame that stopped the room). They co-edit, see each other, and a
+    late joiner gets everything."""
+    write_notebook(hub.root, "matrix.ipynb", [("cell-a", "x\n")])
+    session = await open_session(hub, "matrix.ipynb")
+
+    def steps(me: str, other: str) -> list[dict[str, Any]]:
+        return [
+            {"op": "appendText", "cellIndex": 0, "text": f"from {me}\n"},
+            {"op": "waitForText", "cellIndex": 0, "contains": f"from {other}",
+             "timeoutMs": STEP_TIMEOUT_MS},
+            {"op": "setAwareness", "user": {"name": me}},
+            {"op": "waitForAwarenessFrom", "name": other, "timeoutMs": STEP_TIMEOUT_MS},
+            {"op": "close"},
+        ]  # fmt: skip
+
+    a, b = [
+        await run_node(
+            node_cfg(hub, session, steps(me, other), yWebsocket=version, bareAwareness=True)
+        )
+        for me, other in (("a", "b"), ("b", "a"))
+    ]
+    assert await a.wait_exit() == 0, a.describe()
+    assert await b.wait_exit() == 0, b.describe()
+    wait = {"op": "waitForText", "cellIndex": 0, "contains": "from a", "timeoutMs": STEP_TIMEOUT_MS}
+    late_steps = [wait, {"op": "dump"}, {"op": "close"}]
+    late = await run_node(
+        node_cfg(hub, session, late_steps, yWebsocket=version, bareAwareness=True)
+    )
+    assert await late.wait_exit() == 0, late.describe()
+    source = only(late.named("dump"), late)["notebook"]["cells"][0]["source"]
+    assert "from a" in source and "from b" in source
+    assert source.count("from a") == source.count("from b") == 1

@@ -9,6 +9,7 @@
 //   {"wsBase": "ws://127.0.0.1:PORT/api/collaboration/room",
 //    "room": "json:notebook:<fileId>", "sessionId": "...", "token": "...",
 //    "autosave": true, "user": {"name": "node"}, "reconnect": false,
+//    "yWebsocket": "1" | "2" | "3", "bareAwareness": false,
 //    "connectTimeoutMs": 10000, "totalTimeoutMs": 60000,
 //    "steps": [ {"op": ...}, ... ]}
 //
@@ -44,9 +45,9 @@ import { readFileSync } from 'node:fs'
 import WS from 'ws'
 import * as encoding from 'lib0/encoding'
 import * as decoding from 'lib0/decoding'
-import { WebsocketProvider } from 'y-websocket'
 import { YNotebook } from '@jupyter/ydoc'
 
+const PROVIDERS = { 1: 'y-websocket', 2: 'y-websocket-2', 3: 'y-websocket-3' }
 const RAW_MESSAGE_TYPE = 2 // y-websocket's "auth" message type, reused by Jupyter as RAW
 const DEFAULT_TIMEOUT_MS = 10000
 
@@ -141,9 +142,15 @@ const main = async () => {
   const ydoc = ynb.ydoc
   const awareness = ynb.awareness
 
-  // What RtcContentProvider / WebSocketProvider set before connecting.
-  awareness.setLocalStateField('autosave', cfg.autosave ?? true)
-  if (cfg.user) awareness.setLocalStateField('user', cfg.user)
+  // Which y-websocket: "1" (1.5.4, JupyterLab's), "2" (2.1.0) or "3" (3.0.0).
+  const { WebsocketProvider } = await import(PROVIDERS[cfg.yWebsocket ?? '1'])
+
+  // What RtcContentProvider / WebSocketProvider set before connecting; "bareAwareness"
+  // connects like a stock Yjs app instead: its first awareness update has clock 0, state {}.
+  if (!cfg.bareAwareness) {
+    awareness.setLocalStateField('autosave', cfg.autosave ?? true)
+    if (cfg.user) awareness.setLocalStateField('user', cfg.user)
+  }
 
   const params = {}
   if (cfg.sessionId !== undefined && cfg.sessionId !== null) params.sessionId = cfg.sessionId
