@@ -49,7 +49,9 @@ class LockKeeper:
         room: str,
         previous_lock_id: str | None = None,
         remember: Callable[[str | None], Awaitable[None]] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._clock = clock
         # The lock this room held before a crash: still ours if storage still has it.
         self._previous = previous_lock_id
         self._remember = remember
@@ -82,7 +84,7 @@ class LockKeeper:
         if self.state is LockState.UNSUPPORTED or token is None:
             return None
         if self.state is LockState.HELD:
-            if time.monotonic() < self._next_refresh:
+            if self._clock() < self._next_refresh:
                 return None
             return await self._refresh(token)
         return await self._acquire(token)
@@ -127,7 +129,7 @@ class LockKeeper:
         self.lock_id = lock_id
         self.holder = ""
         self.state = LockState.HELD
-        self._next_refresh = time.monotonic() + self._refresh_every
+        self._next_refresh = self._clock() + self._refresh_every
         if self._remember is not None:
             # Not awaited: the log's writer may be busy recording a big room just loaded, and
             # the id only matters after a crash (a lost id means waiting out the expiry).
@@ -157,7 +159,7 @@ class LockKeeper:
             # Storage unreachable: keep the lock id; the lock may still be valid when it is back.
             log.warning("lock refresh failed", extra=kv(room=self._room, error=str(exc)))
             return None
-        self._next_refresh = time.monotonic() + self._refresh_every
+        self._next_refresh = self._clock() + self._refresh_every
         return None
 
     async def release(self, token: str | None) -> None:

@@ -36,7 +36,9 @@ class Settings(BaseSettings):
     # documents and snapshots
     snapshot_debounce: float = Field(1.0, ge=0)
     snapshot_max_debounce: float = Field(10.0, gt=0)
-    snapshot_retry_max: float = Field(30.0, gt=0)
+    # longest pause between retries of a failed snapshot: after an outage of any length the
+    # snapshot lands within this (plus the storage's own reconnect) of the recovery
+    snapshot_retry_max: float = Field(5.0, gt=0)
     unload_grace: float = Field(60.0, ge=0)
     compact_after_updates: int = Field(500, ge=1)
     compact_after_bytes: int = Field(8 * 1024 * 1024, ge=1)

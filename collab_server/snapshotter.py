@@ -66,14 +66,16 @@ class Snapshotter:
         self.dirty = True
         if self._closed:
             return
-        loop = asyncio.get_running_loop()
-        now = loop.time()
         if self._first_change is None:
-            self._first_change = now
-        when = min(now + self._debounce, self._first_change + self._max_debounce)
+            self._first_change = asyncio.get_running_loop().time()
         if self._failures:  # in backoff: the retry timer is already set
             return
-        self._arm(when)
+        self._schedule()
+
+    def _schedule(self) -> None:
+        now = asyncio.get_running_loop().time()
+        first = self._first_change if self._first_change is not None else now
+        self._arm(min(now + self._debounce, first + self._max_debounce))
 
     def _arm(self, when: float) -> None:
         if self._timer is not None:
@@ -141,6 +143,10 @@ class Snapshotter:
             self.stored_hash = digest
             self._metrics.snapshots.inc()
             self._metrics.snapshot_seconds.observe(time.perf_counter() - started)
+            if self.dirty and not self._closed and self._timer is None:
+                # Changes that came while this write ran (an outage can hold a write for
+                # many seconds) found no timer to arm: they are written next, debounced.
+                self._schedule()
             return SaveStatus.SUCCESS
 
     def stop(self) -> None:

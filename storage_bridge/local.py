@@ -212,7 +212,10 @@ class LocalStorage:
 
     name = "local"
 
-    def __init__(self, root: Path, data_dir: Path | None = None) -> None:
+    def __init__(
+        self, root: Path, data_dir: Path | None = None, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._clock = clock  # wall time of lock expiry (injected in tests)
         self._root_arg = Path(root)
         if data_dir is None:
             data_dir = self._root_arg / DEFAULT_DATA_DIR_NAME
@@ -350,15 +353,14 @@ class LocalStorage:
         row = db.execute("SELECT id FROM files WHERE path = ?", (path,)).fetchone()
         return str(row[0])
 
-    @staticmethod
-    def _live_lock(db: sqlite3.Connection, file_id: str) -> Lock | None:
+    def _live_lock(self, db: sqlite3.Connection, file_id: str) -> Lock | None:
         row = db.execute(
             "SELECT lock_id, app_name, user, expiration FROM locks WHERE file_id = ?", (file_id,)
         ).fetchone()
         if row is None:
             return None
         lock = Lock(lock_id=row[0], app_name=row[1], user=row[2], expiration=float(row[3]))
-        if lock.expiration != 0 and lock.expiration <= time.time():
+        if lock.expiration != 0 and lock.expiration <= self._clock():
             # Expired locks are dropped on read, like reva's decomposedfs does.
             db.execute("DELETE FROM locks WHERE file_id = ?", (file_id,))
             return None
@@ -369,13 +371,12 @@ class LocalStorage:
         if held is not None and held.lock_id != lock_id:
             raise Locked(f"locked by {held.app_name or 'another app'}")
 
-    @staticmethod
-    def _live_lock_below(db: sqlite3.Connection, path: str) -> bool:
+    def _live_lock_below(self, db: sqlite3.Connection, path: str) -> bool:
         row = db.execute(
             "SELECT 1 FROM locks JOIN files ON files.id = locks.file_id"
             " WHERE files.path >= ? AND files.path < ?"
             " AND (locks.expiration = 0 OR locks.expiration > ?) LIMIT 1",
-            (path + "/", path + "0", time.time()),
+            (path + "/", path + "0", self._clock()),
         ).fetchone()
         return row is not None
 
@@ -610,15 +611,14 @@ class LocalStorage:
             raise Locked(f"{loc.path} is locked by {held.app_name or 'another app'}")
         return file_id
 
-    @staticmethod
     def _put_lock(
-        db: sqlite3.Connection, file_id: str, lock_id: str, app_name: str, expires_in: float
+        self, db: sqlite3.Connection, file_id: str, lock_id: str, app_name: str, expires_in: float
     ) -> Lock:
         lock = Lock(
             lock_id=lock_id,
             app_name=app_name,
             user=LOCAL_USER_ID,
-            expiration=time.time() + expires_in,
+            expiration=self._clock() + expires_in,
         )
         db.execute(
             "INSERT OR REPLACE INTO locks (file_id, lock_id, app_name, user, expiration)"

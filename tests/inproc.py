@@ -89,7 +89,10 @@ class InprocHub:
         s = await self.hub.open_session(TOKEN, path, "json", "notebook")
         return {"format": s.format, "type": s.type, "fileId": s.file_id, "sessionId": s.session_id}
 
-    async def connect(self, info: dict[str, Any], session_id: str | None = None) -> Client:
+    async def connect(
+        self, info: dict[str, Any], session_id: str | None = None, *, again: Client | None = None
+    ) -> Client:
+        """A new client, or ``again``: the same client (its doc, its edits) reconnecting."""
         sock = MemorySocket()
         principal = await self.hub.admit(TOKEN, "memory")
         room = f"{info['format']}:{info['type']}:{info['fileId']}"
@@ -104,7 +107,10 @@ class InprocHub:
         task = asyncio.get_running_loop().create_task(run())
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
-        client = Client(sock)
+        client = again or Client(sock)
+        client.sock = sock
+        client.closed.clear()
+        client.synced.clear()
         client.start()
         return client
 

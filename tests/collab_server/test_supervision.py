@@ -8,6 +8,7 @@ reconnecting client finds every edit it made, from the log.
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -98,3 +99,36 @@ async def test_snapshot_failure(tmp_path: Path, error: type[Exception]) -> None:
         assert again.sources() == ["ab"]  # from the log
         await again.wait_for(lambda: "ab" in (hub.root / "nb.ipynb").read_text())
         again.leave()
+
+
+async def test_update_log_failure_tells_clients_and_loses_nothing(tmp_path: Path) -> None:
+    """A full disk or a broken SQLite: the room closes its clients with 4500 and a reason;
+    they keep their edits and resend them once the log works again."""
+    async with running(tmp_path / "root", tmp_path / "data") as hub:
+        (tmp_path / "root").mkdir()
+        write_notebook(hub.root / "nb.ipynb", notebook("a"))
+        info = await hub.session("nb.ipynb")
+        client = await hub.connect(info)
+        await client.wait_synced()
+        log = hub.hub.update_log
+        real_append = log.append
+        broken = True
+
+        async def inject_disk_full(room: str, updates: list[bytes]) -> int:
+            if broken:
+                raise sqlite3.OperationalError("database or disk is full")
+            return await real_append(room, updates)
+
+        log.append = inject_disk_full  # type: ignore[method-assign]
+        client.append(0, "b")  # cannot be logged: never broadcast, never acknowledged
+        await client.wait_for(lambda: client.closed.is_set(), timeout=15)
+        assert client.sock.close_code == 4500
+        assert "update log" in client.sock.close_reason
+        assert client.sources() == ["ab"]  # still on the client's screen
+        broken = False
+        await hub.connect(info, again=client)  # JupyterLab reconnects to the same URL
+        await client.wait_synced()
+        probe = await hub.connect(info)
+        await probe.wait_synced()
+        await probe.wait_for(lambda: probe.sources() == ["ab"])
+        await probe.wait_for(lambda: "ab" in (hub.root / "nb.ipynb").read_text())
