@@ -16,6 +16,7 @@ import hashlib
 import sqlite3
 import time
 import uuid
+import zlib
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -40,6 +41,13 @@ class StoredRoom:
     # versions a snapshot was writing when the hub stopped (hash -> bytes): storage may hold
     # one of them under a new etag the log never heard of
     pending: dict[str, bytes] = field(default_factory=dict)
+
+
+async def _pack(content: bytes) -> bytes:
+    """Merge bases are kept compressed: with one per snapshot, raw bytes made the hub write
+    5x what it did before durable bases (bench P5, 1 MB notebook: 6.8 -> 33 MB/min). Packed
+    on a worker thread, not the log's, which commits every edit."""
+    return await asyncio.to_thread(zlib.compress, content, 1)
 
 
 def _sha256(data: bytes) -> str:
@@ -125,7 +133,7 @@ CREATE INDEX IF NOT EXISTS rooms_lineage ON rooms(lineage);
 CREATE TABLE IF NOT EXISTS bases (
     room TEXT NOT NULL,
     hash TEXT NOT NULL,
-    content BLOB NOT NULL
+    content BLOB NOT NULL  -- zlib (level 1): notebook JSON packs 5-10x
 );
 CREATE UNIQUE INDEX IF NOT EXISTS bases_room_hash ON bases(room, hash);
 CREATE TABLE IF NOT EXISTS forks (
@@ -239,9 +247,12 @@ class SQLiteUpdateLog:
         ).fetchall()
         last = rows[-1][0] if rows else self._max_seq(room)
         self._last_seq[room] = last
-        versions = dict(
-            self._db.execute("SELECT hash, content FROM bases WHERE room=?", (room,)).fetchall()
-        )
+        versions = {
+            digest: zlib.decompress(packed)
+            for digest, packed in self._db.execute(
+                "SELECT hash, content FROM bases WHERE room=?", (room,)
+            ).fetchall()
+        }
         base_hash = row[5]
         content = versions.pop(base_hash, None)
         if content is None and row[3] is not None and _sha256(row[3]) == base_hash:
@@ -367,10 +378,11 @@ class SQLiteUpdateLog:
         base_hash: str,
         base_content: bytes,
     ) -> None:
-        await self._run(self._start, room, snapshot, base_etag, base_hash, base_content)
+        packed = await _pack(base_content)
+        await self._run(self._start, room, snapshot, base_etag, base_hash, packed)
 
     async def remember_base(self, room: str, digest: str, content: bytes) -> None:
-        await self._run(self._remember_base, room, digest, content)
+        await self._run(self._remember_base, room, digest, await _pack(content))
 
     async def append(self, room: str, updates: list[bytes]) -> int:
         return await self._run(self._append, room, updates)
@@ -381,7 +393,8 @@ class SQLiteUpdateLog:
     async def set_base(
         self, room: str, etag: str, digest: str, content: bytes | None = None
     ) -> None:
-        await self._run(self._set_base, room, etag, digest, content)
+        packed = None if content is None else await _pack(content)
+        await self._run(self._set_base, room, etag, digest, packed)
 
     async def set_lock_id(self, room: str, lock_id: str | None) -> None:
         await self._run(self._set_lock_id, room, lock_id)
