@@ -100,6 +100,7 @@ class CS3FileSystem(AsyncFileSystem):  # type: ignore[misc]  # fsspec is untyped
         self.downloads = Downloads(verify=s.ca_file or True, timeout=transfer_timeout)
         self._home: str | None = "/" + s.home.strip("/") if s.home.startswith("/") else None
         self._read_etags: dict[str, str] = {}
+        self.hub_writes = 0  # writes handed to the hub because a room held the file
 
     # ---- paths ----
 
@@ -285,6 +286,7 @@ class CS3FileSystem(AsyncFileSystem):  # type: ignore[misc]  # fsspec is untyped
             raise LockedError(path, lock.app_name, text) from refusal
         if not self.settings.hub_url:
             raise room_locked(path, "no hub known: set CS3_HUB_URL") from refusal
+        self.hub_writes += 1
         return await write_document(
             self.downloads.client(),
             self.settings.hub_url,
@@ -328,6 +330,16 @@ class CS3FileSystem(AsyncFileSystem):  # type: ignore[misc]  # fsspec is untyped
         async def mkdir(token: str) -> None:
             await self.storage.mkdir(token, ap)
 
+        # Look first: reva refuses CreateContainer on an existing share root or a viewer's
+        # folder with other errors than AlreadyExists.
+        try:
+            found = await self._info(p)
+        except FileNotFoundError:
+            pass
+        else:
+            if found["type"] == "directory" and exist_ok:
+                return
+            raise FileExistsError(errno.EEXIST, "File exists", p)
         try:
             await self._call(p, mkdir)
         except FileNotFoundError:  # the parent is missing

@@ -207,7 +207,9 @@ class RevadHandle:
         self.stop()
 
 
-def _prepare(binary: Path, workdir: Path, log_level: str) -> RevadHandle:
+def _prepare(
+    binary: Path, workdir: Path, log_level: str, token_expires: int = 86400
+) -> RevadHandle:
     """Pick free ports and render the configs; nothing is started yet."""
     ports = dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES)), strict=True))
     etc, data, tmp = workdir / "etc", workdir / "data", workdir / "tmp"
@@ -224,6 +226,7 @@ def _prepare(binary: Path, workdir: Path, log_level: str) -> RevadHandle:
         LOG_LEVEL=log_level,
         SERVICE_USER_ID=SERVICE_USER_ID,
         MACHINE_AUTH_API_KEY="cs3collab-test-machine-auth-api-key",
+        TOKEN_EXPIRES=str(int(token_expires)),
     )
     render_configs(etc, values)
     return RevadHandle(
@@ -279,8 +282,12 @@ def start_revad(
     timeout: float = 60,
     log_level: str = "info",
     attempts: int = 3,
+    token_expires: int = 86400,
 ) -> RevadHandle:
     """Build (cached) if needed, start revad in ``workdir`` and wait until it serves logins.
+
+    ``token_expires``: lifetime of the tokens the gateway mints, seconds (reva then accepts a
+    token up to 5 s past it).
 
     Ports are picked free just before the start; if another process grabs one in between revad
     exits, and we retry with fresh ports (``attempts`` times).
@@ -289,7 +296,7 @@ def start_revad(
     workdir.mkdir(parents=True, exist_ok=True)
     last: RevadError | None = None
     for _ in range(attempts):
-        handle = _prepare(binary, workdir, log_level)
+        handle = _prepare(binary, workdir, log_level, token_expires)
         try:
             handle.start(timeout)
         except RevadError as exc:
