@@ -397,5 +397,10 @@ class CS3FileSystem(AsyncFileSystem):  # type: ignore[misc]  # fsspec is untyped
         )  # fmt: skip
 
     async def _close(self) -> None:
+        """Close connections; the instance stays usable (fsspec caches it) and reconnects."""
+        old, self.storage = self.storage, CS3Storage(self.storage.settings)
         await self.downloads.aclose()
-        await self.storage.aclose()
+        await old.aclose()
+
+    def close(self) -> None:
+        sync(self.loop, self._close)
