@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import os
+import stat
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -182,3 +185,33 @@ async def test_token_file_is_read_again(
         assert isinstance(fs.ls("", detail=False), list)
 
     await asyncio.to_thread(work)
+
+
+async def test_batch_job_gets_a_token_file(
+    revad: RevadHandle, cs3_tokens: Tokens, tmp_path: Path
+) -> None:
+    """The README's recipe for a job outside Jupyter: login writes a 0600 token file, the job
+    reads cs3:// with only CS3_GATEWAY and CS3_TOKEN_FILE set."""
+    token_file = tmp_path / "cs3" / "token"
+    login = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "storage_bridge.cs3fs", "login", "--gateway", revad.gateway,
+        "--user", "einstein", "--token-file", str(token_file),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(login.communicate(b"relativity\n"), 60)
+    assert login.returncode == 0 and out.decode().strip() == str(token_file)
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    name = f"{folder()}.csv"
+    fs = fs_for(revad, cs3_tokens.einstein)
+    await asyncio.to_thread(fs.pipe_file, name, b"a,b\n1,2\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CS3_")} | {
+        "CS3_GATEWAY": revad.gateway,
+        "CS3_TOKEN_FILE": str(token_file),
+    }
+    job = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", f"import pandas as pd; print(pd.read_csv('cs3://{name}').b.sum())",
+        env=env, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(job.communicate(), 60)
+    assert job.returncode == 0 and out.decode().strip() == "2"
+    await asyncio.to_thread(fs.rm, name)
