@@ -4,10 +4,12 @@ folder.
     scripts/revad-start &                 # prints {"gateway": "127.0.0.1:PORT", ...}
     python -m bench.cs3fs_bench --gateway 127.0.0.1:PORT [--size-mb 200] [--entries 10000]
 
-1. Read throughput of one ``--size-mb`` file, in the same run and interleaved: a plain HTTP
-   download from the data server (``InitiateFileDownload`` + one ``httpx`` GET, the floor),
-   ``CS3FileSystem.cat_file`` (one GET), and ``open("rb")`` read in 8 MiB pieces (HTTP ranges
-   through fsspec's read-ahead cache, as pandas/xarray read). Goal: cs3:// >= 0.8x plain.
+1. Read throughput of one ``--size-mb`` file, in the same run and interleaved (medians of
+   ``--repeat`` rounds): a plain HTTP download from the data server (``InitiateFileDownload`` +
+   one ``httpx`` GET; bytes dropped as they arrive, and joined in memory), then
+   ``CS3FileSystem.cat_file`` (one GET, returns the bytes) and ``open("rb")`` read in 8 MiB
+   pieces (HTTP ranges through fsspec's read-ahead cache, as pandas/xarray read). Ratios are
+   against the dropping download. Goal: cs3:// >= 0.8x plain.
 2. ``ls`` of a folder with ``--entries`` empty files: ``CS3FileSystem.ls`` (detail) against the
    bare ``ListContainer`` gRPC call (``CS3Storage.list``).
 
@@ -38,16 +40,23 @@ MB = 1_000_000
 PIECE = 8 * 2**20
 
 
-async def plain_download(storage: CS3Storage, token: str, path: str) -> int:
+async def plain_download(storage: CS3Storage, token: str, path: str, *, keep: bool) -> int:
+    """InitiateFileDownload + one GET; the bytes are dropped as they come (like ``curl -o
+    /dev/null``) or, with ``keep``, joined into one ``bytes`` (what ``cat_file`` returns)."""
     ep = await initiate(storage, token, path)
     total = 0
+    chunks: list[bytes] = []
     async with (
         httpx.AsyncClient(timeout=300) as client,
         client.stream("GET", ep.url, headers=ep.headers) as r,
     ):
         r.raise_for_status()
-        async for chunk in r.aiter_bytes(2**20):
+        async for chunk in r.aiter_bytes():
             total += len(chunk)
+            if keep:
+                chunks.append(chunk)
+    if keep:
+        total = len(b"".join(chunks))
     return total
 
 
@@ -99,15 +108,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         big = f"{base}/big.bin"
         size = int(args.size_mb * MB)
         await storage.write(token, big, os.urandom(size))
-        runs: dict[str, list[float]] = {
-            "plain_http": [],
-            "cs3fs_cat_file": [],
-            "cs3fs_open_read": [],
-        }
+        names = ("plain_http", "plain_http_to_memory", "cs3fs_cat_file", "cs3fs_open_read")
+        runs: dict[str, list[float]] = {k: [] for k in names}
         for _ in range(args.repeat):
-            t0 = time.perf_counter()
-            assert await plain_download(storage, token, big) == size
-            runs["plain_http"].append(time.perf_counter() - t0)
+            for keep, key in ((False, "plain_http"), (True, "plain_http_to_memory")):
+                t0 = time.perf_counter()
+                assert await plain_download(storage, token, big, keep=keep) == size
+                runs[key].append(time.perf_counter() - t0)
             dt, n = await asyncio.to_thread(timed, fs_cat, fs, big)
             assert n == size
             runs["cs3fs_cat_file"].append(dt)
@@ -119,6 +126,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         result["read_ratio_vs_plain"] = {
             k: round(v / mbps["plain_http"], 3) for k, v in mbps.items() if k != "plain_http"
         }
+        result["load_average_1m"] = round(os.getloadavg()[0], 2)
         await storage.delete(token, big)
 
         folder = f"{base}/many"
@@ -152,7 +160,7 @@ def main() -> None:
     parser.add_argument("--password", default=os.environ.get("CS3_PASSWORD", "relativity"))
     parser.add_argument("--size-mb", type=float, default=200)
     parser.add_argument("--entries", type=int, default=10_000)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     if not args.gateway:
         parser.error("--gateway (or CS3_GATEWAY) is required; start one with scripts/revad-start")
