@@ -127,7 +127,10 @@ class KernelTokenFile:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         if self.dir is not None:
-            shutil.rmtree(self.dir, ignore_errors=True)
+            try:
+                shutil.rmtree(self.dir)
+            except OSError as exc:
+                log.warning("jupyter_cs3: could not remove the kernels' token dir: %r", exc)
             self.dir = self.path = None
 
 

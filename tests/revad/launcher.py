@@ -226,9 +226,15 @@ def _prepare(
         LOG_LEVEL=log_level,
         SERVICE_USER_ID=SERVICE_USER_ID,
         MACHINE_AUTH_API_KEY="cs3collab-test-machine-auth-api-key",
-        TOKEN_EXPIRES=str(int(token_expires)),
     )
     render_configs(etc, values)
+    if token_expires != 86400:  # reva's default; the templates (shared with docker/) omit it
+        with (etc / "gateway.toml").open("a") as f:
+            f.write(
+                "\n# lifetime of the tokens Authenticate mints (launcher token_expires)\n"
+                "[grpc.services.gateway.token_managers.jwt]\n"
+                f"expires = {int(token_expires)}\n"
+            )
     return RevadHandle(
         gateway=f"127.0.0.1:{ports['GATEWAY_GRPC']}",
         data_http=f"http://127.0.0.1:{ports['STORAGE_USERS_HTTP']}",
