@@ -50,6 +50,7 @@ class Backend:
             self.local_root = root
             self.storage = LocalStorage(root, data_dir)
         self._token: str = config.token
+        self._token_listeners: list[Callable[[str], None]] = []
         self._login: asyncio.Lock | None = None
         self._user: User | None = None
         self._root: str | None = None
@@ -59,6 +60,15 @@ class Backend:
     @property
     def can_login(self) -> bool:
         return bool(self.config.username and self.config.password)
+
+    @property
+    def current_token(self) -> str:
+        """The token in use ("" before the first login); no I/O."""
+        return self._token
+
+    def on_new_token(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(token)`` after every new login (the kernels' token file)."""
+        self._token_listeners.append(listener)
 
     async def token(self) -> str:
         """The user's storage token (logs in with basic auth on first use)."""
@@ -83,6 +93,8 @@ class Backend:
             self._token = await self.storage.authenticate(
                 self.config.username, self.config.password
             )
+            for listener in self._token_listeners:
+                listener(self._token)
             return self._token
 
     async def run(self, op: Callable[[str], Awaitable[T]]) -> T:

@@ -102,6 +102,28 @@ class CS3Config(Configurable):
         help="Replace the server's contents manager with the CS3 one (the file browser shows CS3).",
     )
 
+    kernel_env = Bool(
+        True,
+        config=True,
+        help=(
+            "Give every kernel the cs3:// settings (gateway, token file, the notebook's CS3 "
+            "folder, hub) and, with local storage, start it in the notebook's folder."
+        ),
+    )
+    kernel_token_refresh = Float(
+        600.0,
+        config=True,
+        help=(
+            "Longest time between two renewals of the kernels' token file, seconds (it is "
+            "renewed at half the token's lifetime when that is shorter; needs a password)."
+        ),
+    )
+    kernel_token_dir = Unicode(
+        "",
+        config=True,
+        help="Where the kernels' token file is kept (mode 0700); default the runtime dir.",
+    )
+
     def _env(self, name: str, fallback: str) -> str:
         return os.environ.get(ENV[name], fallback)
 

@@ -236,6 +236,14 @@ class CS3ContentsManager(AsyncContentsManager):
             return False
         return True
 
+    async def get_kernel_path(self, path: str, model: Any = None) -> str:
+        """The folder a notebook's kernel works in: the notebook's own (``CS3_CWD``, or with
+        local storage the kernel's cwd; ``jupyter_cs3.kernels``)."""
+        path = path.strip("/")
+        if not path.endswith(".ipynb") and await self.dir_exists(path):
+            return path
+        return path.rsplit("/", 1)[0] if "/" in path else ""
+
     async def is_hidden(self, path: str) -> bool:
         return any(self._hidden_name(p) for p in path.strip("/").split("/") if p)
 

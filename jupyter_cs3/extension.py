@@ -6,6 +6,8 @@ package), which also disables ``jupyter_server_ydoc``: its routes are the same a
 
 from __future__ import annotations
 
+import os
+
 from jupyter_server.auth.identity import PasswordIdentityProvider
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.serverapp import ServerApp
@@ -17,6 +19,7 @@ from jupyter_cs3.collab import HubClient, LocalAwareness, RoomHandler, SessionHa
 from jupyter_cs3.config import CS3Config
 from jupyter_cs3.contents import CS3ContentsManager
 from jupyter_cs3.identity import CS3IdentityProvider
+from jupyter_cs3.kernels import CS3KernelManager, KernelWiring
 
 
 class CS3Extension(ExtensionApp):
@@ -26,9 +29,26 @@ class CS3Extension(ExtensionApp):
 
     def _link_jupyter_server_extension(self, serverapp: ServerApp) -> None:
         super()._link_jupyter_server_extension(serverapp)
-        # Runs before the ServerApp builds its contents manager.
-        if CS3Config(config=serverapp.config).manage_contents:
+        # Runs before the ServerApp builds its contents and kernel managers.
+        config = CS3Config(config=serverapp.config)
+        if config.manage_contents:
             serverapp.contents_manager_class = CS3ContentsManager
+        if config.kernel_env:
+            # The default kernel manager (its trait default cannot be read yet: it depends on
+            # the gateway config, which does not exist at link time).
+            chosen = serverapp.trait_has_value("kernel_manager_class") or (
+                "kernel_manager_class" in serverapp.config.get("ServerApp", {})
+            )
+            gateway = serverapp.config.get("GatewayClient", {}).get("url") or os.environ.get(
+                "JUPYTER_GATEWAY_URL"
+            )
+            if not chosen and not gateway:
+                serverapp.kernel_manager_class = CS3KernelManager
+            else:
+                self.log.warning(
+                    "jupyter_cs3: a kernel manager or a kernel gateway is configured: kernels "
+                    "get no cs3:// settings unless it derives from CS3KernelManager"
+                )
         if serverapp.identity_provider_class is PasswordIdentityProvider:  # the default
             serverapp.identity_provider_class = CS3IdentityProvider
 
@@ -44,6 +64,10 @@ class CS3Extension(ExtensionApp):
             )
         self.backend = backend
         self.hub_client = HubClient(backend)
+        self.kernel_wiring = KernelWiring(backend)
+        km = self.serverapp.kernel_manager
+        if isinstance(km, CS3KernelManager) and backend.config.kernel_env:
+            km.wiring = self.kernel_wiring
         # Global settings: handlers of other extensions see them too (ours need them).
         self.serverapp.web_app.settings.update(cs3_backend=backend, cs3_hub_client=self.hub_client)
         IOLoop.current().add_callback(self._warm_up)
@@ -81,4 +105,5 @@ class CS3Extension(ExtensionApp):
 
     async def stop_extension(self) -> None:
         await self.hub_client.aclose()
+        await self.kernel_wiring.aclose()
         await self.backend.aclose()

@@ -194,7 +194,7 @@ def user_from_cs3(user: Any) -> User:
     )
 
 
-def _jwt_expiry(token: str) -> float | None:
+def jwt_expiry(token: str) -> float | None:
     """The ``exp`` claim of a JWT, without verifying it (only used to bound our cache)."""
     parts = token.split(".")
     if len(parts) != 3:
@@ -345,7 +345,7 @@ class CS3Storage:
     def _remember(self, token: str, user: User) -> None:
         now = time.monotonic()
         until = now + self.settings.token_cache_seconds
-        exp = _jwt_expiry(token)
+        exp = jwt_expiry(token)
         if exp is not None:
             until = min(until, now + (exp - time.time()))
         if len(self._tokens) > 1024:

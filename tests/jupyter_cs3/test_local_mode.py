@@ -12,6 +12,7 @@ from pycrdt import Map
 
 from tests.hubproc import HubProcess
 from tests.jupyter_cs3.jupyterproc import JupyterProcess
+from tests.jupyter_cs3.kernelclient import Kernel
 from tests.jupyter_cs3.stack import put_notebook
 from tests.yclient import YClient
 
@@ -68,3 +69,26 @@ async def test_local_contents_and_coedit(local: LocalStack) -> None:
     assert wrong.status_code == 403
     await one.close()
     await two.close()
+
+
+async def test_local_kernel_starts_in_the_notebooks_folder(local: LocalStack) -> None:
+    j = local.jupyter
+    r = j.request("PUT", "/api/contents/sub", json={"type": "directory"})
+    assert r.status_code == 201, r.text
+    put_notebook(j, "sub/k.ipynb")
+    (local.root / "sub" / "data.csv").write_text("a,b\n1,2\n")
+    kernel = await Kernel.start(j, "sub/k.ipynb")
+    try:
+        out = await kernel.run_ok(
+            "import os, pandas as pd\n"
+            "print(os.getcwd())\n"
+            "print(pd.read_csv('data.csv').b.sum())\n"
+            "print(sorted(k for k in os.environ if k.startswith(('CS3_', 'JUPYTER_CS3_'))))\n"
+        )
+    finally:
+        await kernel.stop()
+    cwd, total, cs3_vars = out.splitlines()
+    # the served folder, not the Jupyter server's root_dir (which is elsewhere here)
+    assert Path(cwd).resolve() == (local.root / "sub").resolve()
+    assert Path(j.workdir / "root").resolve() != local.root.resolve()
+    assert total == "2" and cs3_vars == "[]"

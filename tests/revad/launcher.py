@@ -207,7 +207,9 @@ class RevadHandle:
         self.stop()
 
 
-def _prepare(binary: Path, workdir: Path, log_level: str) -> RevadHandle:
+def _prepare(
+    binary: Path, workdir: Path, log_level: str, token_expires: int = 86400
+) -> RevadHandle:
     """Pick free ports and render the configs; nothing is started yet."""
     ports = dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES)), strict=True))
     etc, data, tmp = workdir / "etc", workdir / "data", workdir / "tmp"
@@ -226,6 +228,13 @@ def _prepare(binary: Path, workdir: Path, log_level: str) -> RevadHandle:
         MACHINE_AUTH_API_KEY="cs3collab-test-machine-auth-api-key",
     )
     render_configs(etc, values)
+    if token_expires != 86400:  # reva's default; the templates (shared with docker/) omit it
+        with (etc / "gateway.toml").open("a") as f:
+            f.write(
+                "\n# lifetime of the tokens Authenticate mints (launcher token_expires)\n"
+                "[grpc.services.gateway.token_managers.jwt]\n"
+                f"expires = {int(token_expires)}\n"
+            )
     return RevadHandle(
         gateway=f"127.0.0.1:{ports['GATEWAY_GRPC']}",
         data_http=f"http://127.0.0.1:{ports['STORAGE_USERS_HTTP']}",
@@ -279,8 +288,12 @@ def start_revad(
     timeout: float = 60,
     log_level: str = "info",
     attempts: int = 3,
+    token_expires: int = 86400,
 ) -> RevadHandle:
     """Build (cached) if needed, start revad in ``workdir`` and wait until it serves logins.
+
+    ``token_expires``: lifetime of the tokens the gateway mints, seconds (reva then accepts a
+    token up to 5 s past it).
 
     Ports are picked free just before the start; if another process grabs one in between revad
     exits, and we retry with fresh ports (``attempts`` times).
@@ -289,7 +302,7 @@ def start_revad(
     workdir.mkdir(parents=True, exist_ok=True)
     last: RevadError | None = None
     for _ in range(attempts):
-        handle = _prepare(binary, workdir, log_level)
+        handle = _prepare(binary, workdir, log_level, token_expires)
         try:
             handle.start(timeout)
         except RevadError as exc:
