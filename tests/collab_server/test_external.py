@@ -1,4 +1,4 @@
-"""External writers on the local backend: lock keeper, merge, conflict copies (DESIGN §6)."""
+"""External writers on the local backend: lock keeper, merge, conflict copies (docs/ARCHITECTURE.md §5)."""
 
 from __future__ import annotations
 

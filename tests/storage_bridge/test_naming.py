@@ -1,4 +1,4 @@
-"""Conflict-copy names (DESIGN §6.4)."""
+"""Conflict-copy names (docs/ARCHITECTURE.md §5)."""
 
 from __future__ import annotations
 
