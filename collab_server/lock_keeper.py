@@ -1,4 +1,4 @@
-"""Holds the storage write lock of a room while it is open (docs/ARCHITECTURE.md §5).
+"""Holds the storage write lock of a room while it is open (ARCHITECTURE §5).
 
 The lock only gates writers *outside* the room: sync clients, WOPI apps, a non-collaborative
 Jupyter. States: ``held`` (we write with our lock id), ``foreign`` (another app holds it: the

@@ -1,4 +1,4 @@
-"""The wire format JupyterLab's collaborative mode speaks (docs/ARCHITECTURE.md §6).
+"""The wire format JupyterLab's collaborative mode speaks (ARCHITECTURE §6).
 
 pycrdt provides the y-sync framing; this module adds the RAW messages (type 2) Jupyter uses for
 ``save`` and ``conflict``, our close codes, and a parser that rejects malformed frames with a

@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     compact_after_bytes: int = Field(8 * 1024 * 1024, ge=1)
     log_fsync: bool = False
 
-    # external writers (docs/ARCHITECTURE.md §5)
+    # external writers (ARCHITECTURE §5)
     lock_app_name: str = "cs3collab"
     lock_expiry: float = Field(120.0, gt=0)
     lock_refresh: float = Field(40.0, gt=0)

@@ -1,5 +1,5 @@
 """JupyterLab on CS3: a Jupyter server extension (contents over storage_bridge, collaboration
-relay to the cs3collab hub, shares/users REST). See docs/ARCHITECTURE.md §1 and §6."""
+relay to the cs3collab hub, shares/users REST). See ARCHITECTURE §1 and §6."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@
 - Idempotent calls (stat, read, list, get_lock, whoami) are retried with exponential backoff on
   ``Unavailable``; writes, moves, deletes and lock changes are never retried.
 
-Semantics verified against reva v2.27.7 with the ``ocis`` (decomposedfs) driver, see docs/ARCHITECTURE.md §8 and
+Semantics verified against reva v2.27.7 with the ``ocis`` (decomposedfs) driver, see ARCHITECTURE §8 and
 ``storage_bridge/cs3_errors.py`` for how refusals are reported.
 """
 

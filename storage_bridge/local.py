@@ -1,4 +1,4 @@
-"""The ``local`` backend: notebooks in a folder on this machine (docs/ARCHITECTURE.md §8).
+"""The ``local`` backend: notebooks in a folder on this machine (ARCHITECTURE §8).
 
 It keeps the CS3 contract so the hub cannot tell the difference:
 
@@ -202,7 +202,7 @@ def _check_lock_args(lock_id: str, app_name: str, expires_in: float) -> None:
         raise InvalidArgument("lock_id must not be empty")
     if not app_name:
         raise InvalidArgument("app_name must not be empty")
-    # A lock without expiry would survive a crashed hub forever (docs/ARCHITECTURE.md §5).
+    # A lock without expiry would survive a crashed hub forever (ARCHITECTURE §5).
     if not (expires_in > 0 and math.isfinite(expires_in)):
         raise InvalidArgument(f"expires_in must be a positive number of seconds, not {expires_in}")
 

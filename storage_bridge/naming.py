@@ -1,4 +1,4 @@
-"""Names of conflict copies (docs/ARCHITECTURE.md §5).
+"""Names of conflict copies (ARCHITECTURE §5).
 
 ``<name>.<user>.<YYYY-MM-DD_HH_MM_SS>.conflict<ext>``, e.g.
 ``visualization.ipynb.marcin.2022-01-25_19_35_50.conflict.ipynb``: the full original name stays in

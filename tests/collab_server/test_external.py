@@ -1,4 +1,4 @@
-"""External writers on the local backend: lock keeper, merge, conflict copies (docs/ARCHITECTURE.md §5)."""
+"""External writers on the local backend: lock keeper, merge, conflict copies (ARCHITECTURE §5)."""
 
 from __future__ import annotations
 

@@ -632,7 +632,7 @@ async def test_node_reconnects_after_hub_kill9_without_duplication(
             totalTimeoutMs=90_000,
         )
     )
-    # Broadcast implies durable (docs/ARCHITECTURE.md §3): once a peer has the edit, a crash keeps it.
+    # Broadcast implies durable (ARCHITECTURE §3): once a peer has the edit, a crash keeps it.
     await py.wait_for(
         "node's edit before the crash", lambda: "# before crash" in str(py.nb.ycells[0]["source"])
     )

@@ -1,4 +1,4 @@
-"""The storage contract (docs/ARCHITECTURE.md §8) as a reusable test class.
+"""The storage contract (ARCHITECTURE §8) as a reusable test class.
 
 Subclass ``StorageContract`` and supply three fixtures:
 
@@ -7,7 +7,7 @@ Subclass ``StorageContract`` and supply three fixtures:
 - ``workdir``: a fresh, empty, writable container path in that storage (e.g. "/t-<uuid>").
 
 Only the ``Storage`` protocol is used here, so the same tests run against the local folder and a
-real revad. Assertions stay within what docs/ARCHITECTURE.md §8/§5 and the protocol docstrings promise. Things
+real revad. Assertions stay within what ARCHITECTURE §8/§5 and the protocol docstrings promise. Things
 that differ between backends are deliberately NOT asserted here and belong in the backend's own
 tests, e.g.:
 

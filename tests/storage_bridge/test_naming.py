@@ -1,4 +1,4 @@
-"""Conflict-copy names (docs/ARCHITECTURE.md §5)."""
+"""Conflict-copy names (ARCHITECTURE §5)."""
 
 from __future__ import annotations
 
