@@ -1,4 +1,4 @@
-"""Files created beside a document: conflict copies and work copies (same naming, ARCHITECTURE §5)."""
+"""Files created beside a document: conflict copies and work copies (ARCHITECTURE §5)."""
 
 from __future__ import annotations
 

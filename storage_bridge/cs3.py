@@ -11,8 +11,8 @@
 - Idempotent calls (stat, read, list, get_lock, whoami) are retried with exponential backoff on
   ``Unavailable``; writes, moves, deletes and lock changes are never retried.
 
-Semantics verified against reva v2.27.7 with the ``ocis`` (decomposedfs) driver, see ARCHITECTURE §8 and
-``storage_bridge/cs3_errors.py`` for how refusals are reported.
+Semantics verified against reva v2.27.7 with the ``ocis`` (decomposedfs) driver, see
+ARCHITECTURE §8 and ``storage_bridge/cs3_errors.py`` for how refusals are reported.
 """
 
 from __future__ import annotations

@@ -7,9 +7,9 @@ Subclass ``StorageContract`` and supply three fixtures:
 - ``workdir``: a fresh, empty, writable container path in that storage (e.g. "/t-<uuid>").
 
 Only the ``Storage`` protocol is used here, so the same tests run against the local folder and a
-real revad. Assertions stay within what ARCHITECTURE §8/§5 and the protocol docstrings promise. Things
-that differ between backends are deliberately NOT asserted here and belong in the backend's own
-tests, e.g.:
+real revad. Assertions stay within what ARCHITECTURE §8/§5 and the protocol docstrings promise.
+Things that differ between backends are deliberately NOT asserted here and belong in the
+backend's own tests, e.g.:
 
 - etag format (local: sha256 hex; reva: opaque, quoted) and whether rewriting the same bytes
   changes it;
