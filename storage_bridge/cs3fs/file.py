@@ -9,23 +9,36 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import asyncio
+from typing import Any, Protocol
 
 from fsspec.asyn import sync
 from fsspec.spec import AbstractBufferedFile
 
 from storage_bridge.cs3fs.transfer import Endpoint
 
-if TYPE_CHECKING:
-    from storage_bridge.cs3fs.fs import CS3FileSystem
+
+class _FileSystem(Protocol):
+    """What a file needs of ``CS3FileSystem`` (named here so fs and file do not import each
+    other: the filesystem creates its files, a file only calls back)."""
+
+    loop: asyncio.AbstractEventLoop
+
+    def info(self, path: str) -> dict[str, Any]: ...
+
+    async def _read_range(
+        self, path: str, start: int | None, end: int | None, ep: Endpoint | None = None
+    ) -> tuple[bytes, Endpoint]: ...
+
+    async def _write(self, path: str, data: bytes, *, create: bool = False) -> str: ...
 
 
 class CS3File(AbstractBufferedFile):  # type: ignore[misc]  # fsspec is untyped
-    fs: CS3FileSystem
+    fs: _FileSystem
 
     def __init__(
         self,
-        fs: CS3FileSystem,
+        fs: _FileSystem,
         path: str,
         mode: str = "rb",
         block_size: int | None = None,
