@@ -72,9 +72,12 @@ class CS3Config(Configurable):
         help="Name of the top-level folder listing the shares the user received (cs3 only).",
     )
     auto_accept_shares = Bool(
-        True,
+        False,
         config=True,
-        help="Accept pending received shares when the shares folder is listed (cs3 only).",
+        help=(
+            "Accept pending received shares when the shares folder is listed (cs3 only). "
+            "Default: they wait under Pending in the Shares panel until accepted or declined."
+        ),
     )
 
     hub_url = Unicode(
