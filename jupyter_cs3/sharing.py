@@ -20,7 +20,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from storage_bridge.cs3_shares import ReceivedShare, Role, Share
-from storage_bridge.errors import AlreadyExists, NotFound, PermissionDenied, StorageError
+from storage_bridge.errors import (
+    AlreadyExists,
+    Locked,
+    NotFound,
+    PermissionDenied,
+    StorageError,
+)
 from storage_bridge.types import Lock, Permissions, Resource, User
 
 if TYPE_CHECKING:
@@ -156,6 +162,16 @@ class LocalSharing:
         return FileInfo(api_path, res, me, "owner", None, None)
 
 
+def _locked(exc: Locked) -> SharingRefused:
+    # Reva v2.27.7 refuses UpdateShare and RemoveShare on a locked resource (ocis#8474); while a
+    # notebook is open for editing the hub holds its lock.
+    return SharingRefused(
+        409,
+        "This file is open for editing right now and storage keeps its shares as they are while "
+        "it is locked. Try again when everyone has closed it.",
+    )
+
+
 class CS3Sharing:
     """Sharing over a CS3 gateway (reva v2.27.7), as the Jupyter server's user."""
 
@@ -265,11 +281,16 @@ class CS3Sharing:
             return await self.backend.run(op)
         except PermissionDenied as exc:
             raise SharingRefused(403, f"You may not change this share: {exc.message}") from exc
+        except Locked as exc:
+            raise _locked(exc) from exc
 
     async def unshare(self, share_id: str) -> None:
         from storage_bridge.cs3_shares import remove_share
 
-        await self.backend.run(lambda t: remove_share(self.cs3, t, share_id))
+        try:
+            await self.backend.run(lambda t: remove_share(self.cs3, t, share_id))
+        except Locked as exc:
+            raise _locked(exc) from exc
 
     async def set_received_state(
         self, share_id: str, state: ReceivedState, mount_point: str | None = None

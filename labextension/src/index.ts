@@ -33,7 +33,10 @@ export const CommandIDs = {
   info: 'cs3collab:file-info',
   infoCurrent: 'cs3collab:file-info-current',
   openShares: 'cs3collab:open-shares',
-  account: 'cs3collab:account'
+  account: 'cs3collab:account',
+  // jupyter-collaboration's "Generate a Shared Link" (server URL + token) is disabled
+  // (package.json disabledExtensions); its top-bar button now opens our Share dialog.
+  sharedLink: 'collaboration:shared-link'
 } as const;
 
 export const shareIcon = new LabIcon({
@@ -156,6 +159,24 @@ const plugin: JupyterFrontEndPlugin<void> = {
       execute: args => {
         const path = typeof args.path === 'string' ? args.path : currentPath(app, docManager);
         return path === null ? undefined : openShareDialog(path, trans, changed);
+      }
+    });
+    commands.addCommand(CommandIDs.sharedLink, {
+      label: trans.__('Share with a Person…'),
+      caption: trans.__('Share the current document with a person'),
+      icon: shareIcon,
+      isEnabled: () => sharing(),
+      execute: async () => {
+        const path = currentPath(app, docManager) ?? selectedPath(browser);
+        if (path === null) {
+          await showDialog({
+            title: trans.__('Share with a Person'),
+            body: trans.__('Open a document, or select a file in the file browser, to share it.'),
+            buttons: [Dialog.okButton()]
+          });
+          return;
+        }
+        await openShareDialog(path, trans, changed);
       }
     });
     commands.addCommand(CommandIDs.info, {

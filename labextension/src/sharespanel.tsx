@@ -2,6 +2,7 @@
 // file browser), Shared by me (change the role, revoke). Refreshes itself while it is visible.
 import { ReactWidget } from '@jupyterlab/apputils';
 import { TranslationBundle } from '@jupyterlab/translation';
+import { Message } from '@lumino/messaging';
 import { Signal } from '@lumino/signaling';
 import * as React from 'react';
 
@@ -221,22 +222,26 @@ export class SharesPanel extends ReactWidget {
     this.refreshRequested.emit();
   }
 
-  protected onAfterShow(): void {
+  protected onAfterShow(msg: Message): void {
+    super.onAfterShow(msg);
     this.refresh();
     this._startTimer();
   }
 
-  protected onAfterAttach(): void {
+  protected onAfterAttach(msg: Message): void {
+    super.onAfterAttach(msg);
     if (this.isVisible) {
       this._startTimer();
     }
   }
 
-  protected onBeforeHide(): void {
+  protected onBeforeHide(msg: Message): void {
+    super.onBeforeHide(msg);
     this._stopTimer();
   }
 
-  protected onBeforeDetach(): void {
+  protected onBeforeDetach(msg: Message): void {
+    super.onBeforeDetach(msg);
     this._stopTimer();
   }
 

@@ -91,7 +91,9 @@ def test_printed_url_opens_jupyterlab_with_the_extension(quickstart: QuickStart)
         names = [e["name"] for e in config["federated_extensions"]]  # type: ignore[attr-defined]
         assert "@cs3collab/lab" in names
         # the stock "Copy Shareable Link" (server URL + token) is switched off
-        assert "@jupyterlab/filebrowser-extension:share-file" in config["disabledExtensions"]  # type: ignore[operator]
+        disabled = config["disabledExtensions"]
+        assert "@jupyterlab/filebrowser-extension:share-file" in disabled  # type: ignore[operator]
+        assert "@jupyter/collaboration-extension:shared-link" in disabled  # type: ignore[operator]
         token = quickstart.lab_url.split("token=", 1)[1]
         assert token not in page.text, "the Jupyter token is written into the page"
         assert config["token"] == ""
