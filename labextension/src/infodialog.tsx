@@ -23,6 +23,24 @@ function when(seconds: number): string {
   return `${Time.format(date)} (${Time.formatHuman(date)})`;
 }
 
+function lockText(info: IFileInfo, trans: TranslationBundle): string {
+  const lock = info.lock;
+  if (!lock) {
+    return trans.__('not locked');
+  }
+  const until = lock.expiration ? new Date(lock.expiration * 1000).toLocaleTimeString() : '—';
+  if (!lock.holder && lock.app_name === 'cs3collab') {
+    // the hub's room lock: taken while the document is open for co-editing, for no one user
+    return trans.__('held by the cs3collab hub while the document is open for co-editing (until %1)', until);
+  }
+  return trans.__(
+    'held by %1 through %2 until %3',
+    userLabel(lock.holder) || trans.__('an unknown user'),
+    lock.app_name || trans.__('an unknown application'),
+    until
+  );
+}
+
 export function InfoBody(props: { path: string; trans: TranslationBundle }): JSX.Element {
   const { path, trans } = props;
   const [info, setInfo] = React.useState<IFileInfo | null>(null);
@@ -63,14 +81,7 @@ export function InfoBody(props: { path: string; trans: TranslationBundle }): JSX
     [
       'lock',
       trans.__('Lock'),
-      info.lock
-        ? trans.__(
-            'held by %1 through %2 until %3',
-            userLabel(info.lock.holder) || trans.__('an unknown user'),
-            info.lock.app_name || trans.__('an unknown application'),
-            info.lock.expiration ? new Date(info.lock.expiration * 1000).toLocaleTimeString() : '—'
-          )
-        : trans.__('not locked')
+      lockText(info, trans)
     ]
   ];
   return (
