@@ -319,7 +319,15 @@ def test_file_info_shows_the_hubs_lock_and_the_account(
         assert "Albert Einstein" in info.locator('tr[data-field="owner"] td').inner_text()
         page.screenshot(path=str(artifacts / "file-info-lock.png"))
         _close_dialog(page)
-        _palette(page, "CS3 Account")
+        # the notebook toolbar's share button opens the Share dialog for this notebook
+        page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .cs3-toolbar-share").first.click()
+        share_title = page.locator(".jp-Dialog .jp-Dialog-header", has_text=f"Share {name}")
+        share_title.wait_for(timeout=15_000)
+        page.locator(".jp-Dialog .cs3-no-grantees").wait_for(timeout=15_000)
+        _close_dialog(page)
+        # the user menu (top right) carries the CS3 account
+        page.locator(".jp-MenuBar-anonymousIcon, .jp-MenuBar-imageIcon").first.click()
+        page.locator(".lm-Menu-item", has_text="CS3 Account").first.click()
         account = page.locator(".jp-Dialog .cs3-account")
         account.wait_for(timeout=15_000)
         text = account.inner_text()
