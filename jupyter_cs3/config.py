@@ -80,6 +80,15 @@ class CS3Config(Configurable):
         ),
     )
 
+    public_link_url = Unicode(
+        "",
+        config=True,
+        help=(
+            "The address of a public link, with {token} where the link's token goes, e.g. "
+            "https://cernbox.example.org/s/{token}. Empty: the UI shows the token only."
+        ),
+    )
+
     hub_url = Unicode(
         "http://127.0.0.1:8900",
         config=True,

@@ -14,6 +14,10 @@ folder) the sharing calls answer 501 with a message that says so.
 - ``DELETE /api/cs3/shares/{id}``              stop sharing
 - ``PATCH  /api/cs3/shares/received/{id}`` ``{"state": "accepted"|"rejected", "mount_point"?}``
 - ``POST   /api/cs3/shares/received/{id}``     accept (``{"mount_point"}`` optional)
+- ``GET    /api/cs3/links[?path=P]``           public links (CS3 public shares) the user made
+- ``POST   /api/cs3/links`` ``{"path", "password"?, "expiration"?}``  a read-only public link
+                                                (``expiration``: unix seconds)
+- ``DELETE /api/cs3/links/{id}``               revoke a public link
 - ``GET    /api/cs3/info?path=P``              file info: owner, size, modified, resource id,
                                                 permissions, role, lock (holder, app), shares
 """
@@ -30,7 +34,13 @@ from tornado import web
 
 from jupyter_cs3.backend import Backend
 from jupyter_cs3.contents import http_error
-from jupyter_cs3.sharing import FileInfo, Sharing, SharingRefused, SharingUnavailable
+from jupyter_cs3.sharing import (
+    FileInfo,
+    PublicLink,
+    Sharing,
+    SharingRefused,
+    SharingUnavailable,
+)
 from storage_bridge.cs3_shares import ReceivedShare, Share
 from storage_bridge.errors import NotFound, StorageError
 from storage_bridge.types import Lock, User
@@ -318,11 +328,78 @@ class InfoHandler(_CS3Handler):
         )
 
 
+class LinksHandler(_CS3Handler):
+    async def _link_json(self, link: PublicLink) -> dict[str, Any]:
+        template = self.backend.config.public_link_url
+        path: str | None = None
+        try:
+            res = await self.backend.run(lambda t: self.backend.storage.stat(t, link.resource_id))
+            path = await self.backend.api_path(res.path)
+        except StorageError as exc:
+            self.log.info("jupyter_cs3: resource of link %s not found: %s", link.id, exc)
+        return {
+            "id": link.id,
+            "token": link.token,
+            "url": template.replace("{token}", link.token) if template else None,
+            "path": path,
+            "password_protected": link.password_protected,
+            "expiration": link.expiration,
+            "ctime": link.ctime,
+        }
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        path = self.get_query_argument("path", None)
+        try:
+            links = await self.sharing.links(path.strip("/") if path is not None else None)
+        except Exception as exc:
+            raise self._fail(exc, path or "") from exc
+        self.finish(json.dumps([await self._link_json(link) for link in links]))
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        body = self.get_json_body() or {}
+        path, password = body.get("path"), body.get("password") or ""
+        expiration = body.get("expiration") or 0
+        if not isinstance(path, str) or not path.strip("/"):
+            raise web.HTTPError(400, "path is required")
+        if not isinstance(password, str):
+            raise web.HTTPError(400, "password must be a string")
+        if not isinstance(expiration, int | float) or isinstance(expiration, bool):
+            raise web.HTTPError(400, "expiration must be unix seconds")
+        try:
+            link = await self.sharing.create_link(
+                path.strip("/"), password=password, expiration=float(expiration)
+            )
+        except NotFound as exc:
+            raise web.HTTPError(404, f"No such file: {path}") from exc
+        except Exception as exc:
+            raise self._fail(exc, path) from exc
+        self.set_status(201)
+        self.finish(json.dumps(await self._link_json(link)))
+
+
+class LinkHandler(_CS3Handler):
+    @web.authenticated
+    @authorized
+    async def delete(self, link_id: str) -> None:
+        try:
+            await self.sharing.remove_link(link_id)
+        except Exception as exc:
+            raise self._fail(exc, link_id) from exc
+        self.set_status(204)
+        self.finish()
+
+
 def handlers(prefix: str) -> list[tuple[str, type[APIHandler]]]:
     return [
         (prefix + "/me", MeHandler),
         (prefix + "/users", UsersHandler),
         (prefix + "/info", InfoHandler),
+        (prefix + "/links", LinksHandler),
+        (prefix + "/links/([^/]+)", LinkHandler),
         (prefix + "/shares", SharesHandler),
         (prefix + "/shares/received/([^/]+)", ReceivedShareHandler),
         (prefix + "/shares/([^/]+)", ShareHandler),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import posixpath
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -27,7 +28,7 @@ from storage_bridge.errors import (
     PermissionDenied,
     StorageError,
 )
-from storage_bridge.types import Lock, Permissions, Resource, User
+from storage_bridge.types import Lock, Permissions, Resource, ResourceId, User
 
 if TYPE_CHECKING:
     from jupyter_cs3.backend import Backend
@@ -65,6 +66,18 @@ class FileInfo:
     shares: list[Share] | None  # the shares of this file the user may see; None: not allowed
 
 
+@dataclass(frozen=True, slots=True)
+class PublicLink:
+    """A public link (CS3 public share): anyone with its token (and password, if set) reads."""
+
+    id: str
+    token: str
+    resource_id: ResourceId
+    password_protected: bool
+    expiration: float  # unix seconds; 0: never
+    ctime: float
+
+
 class Sharing(Protocol):
     """What the JupyterLab side needs for sharing, whatever the storage."""
 
@@ -100,6 +113,18 @@ class Sharing(Protocol):
         ...
 
     async def file_info(self, api_path: str) -> FileInfo: ...
+
+    async def links(self, api_path: str | None = None) -> list[PublicLink]:
+        """Public links the user created (of ``api_path`` only, if given)."""
+        ...
+
+    async def create_link(
+        self, api_path: str, *, password: str = "", expiration: float = 0
+    ) -> PublicLink:
+        """A read-only public link, with an optional password and expiry (unix seconds)."""
+        ...
+
+    async def remove_link(self, link_id: str) -> None: ...
 
 
 def _role_of(
@@ -160,6 +185,17 @@ class LocalSharing:
         res = await self.backend.run(lambda t: self.backend.storage.stat(t, sp))
         me = await self.backend.user()
         return FileInfo(api_path, res, me, "owner", None, None)
+
+    async def links(self, api_path: str | None = None) -> list[PublicLink]:
+        raise self._unavailable()
+
+    async def create_link(
+        self, api_path: str, *, password: str = "", expiration: float = 0
+    ) -> PublicLink:
+        raise self._unavailable()
+
+    async def remove_link(self, link_id: str) -> None:
+        raise self._unavailable()
 
 
 def _locked(exc: Locked) -> SharingRefused:
@@ -350,6 +386,17 @@ class CS3Sharing:
             shares = None  # a sharee may not list the owner's shares
         return FileInfo(api_path, res, owner, _role_of(me, owner, res.permissions), holder, shares)
 
+    async def links(self, api_path: str | None = None) -> list[PublicLink]:
+        return await _cs3_links(self, api_path)
+
+    async def create_link(
+        self, api_path: str, *, password: str = "", expiration: float = 0
+    ) -> PublicLink:
+        return await _cs3_create_link(self, api_path, password, expiration)
+
+    async def remove_link(self, link_id: str) -> None:
+        await _cs3_remove_link(self, link_id)
+
     async def _lock_holder(self, lock: Lock | None) -> User | None:
         if lock is None or not lock.user:
             return None  # the hub's room locks carry no user (any editor may refresh them)
@@ -363,6 +410,102 @@ class CS3Sharing:
         except StorageError as exc:
             log.info("jupyter_cs3: user %s not resolvable: %s", user_id, exc)
             return User(id=user_id, username="")
+
+
+def _link(share: Any) -> PublicLink:
+    from storage_bridge.cs3 import from_cs3_id
+
+    def ts(t: Any) -> float:
+        return float(t.seconds) + float(t.nanos) / 1e9
+
+    return PublicLink(
+        id=share.id.opaque_id,
+        token=share.token,
+        resource_id=from_cs3_id(share.resource_id),
+        password_protected=bool(share.password_protected),
+        expiration=ts(share.expiration) if share.HasField("expiration") else 0.0,
+        ctime=ts(share.ctime),
+    )
+
+
+async def _cs3_links(sharing: CS3Sharing, api_path: str | None) -> list[PublicLink]:
+    from cs3.sharing.link.v1beta1 import link_api_pb2 as link_pb
+
+    from storage_bridge.cs3 import to_cs3_id
+
+    filters = []
+    if api_path is not None:
+        sp = await sharing.backend.storage_path(api_path)
+        res = await sharing.backend.run(lambda t: sharing.cs3.stat(t, sp))
+        filters.append(
+            link_pb.ListPublicSharesRequest.Filter(
+                type=link_pb.ListPublicSharesRequest.Filter.TYPE_RESOURCE_ID,
+                resource_id=to_cs3_id(res.id),
+            )
+        )
+
+    async def op(token: str) -> list[PublicLink]:
+        resp = await sharing.cs3.call(
+            "ListPublicShares",
+            link_pb.ListPublicSharesRequest(filters=filters),
+            token,
+            idempotent=True,
+        )
+        return [_link(s) for s in resp.share]
+
+    return await sharing.backend.run(op)
+
+
+async def _cs3_create_link(
+    sharing: CS3Sharing, api_path: str, password: str, expiration: float
+) -> PublicLink:
+    from cs3.sharing.link.v1beta1 import link_api_pb2 as link_pb
+    from cs3.sharing.link.v1beta1 import resources_pb2 as link_res
+    from cs3.storage.provider.v1beta1 import resources_pb2 as sp_res
+    from cs3.types.v1beta1 import types_pb2
+
+    sp = await sharing.backend.storage_path(api_path)
+    name = posixpath.basename(sp)
+    if expiration and expiration <= time.time():
+        raise SharingRefused(400, "The expiry date must be in the future.")
+
+    async def op(token: str) -> PublicLink:
+        info = await sharing.cs3.resource_info(token, sp)
+        if not info.permission_set.add_grant:
+            raise SharingRefused(403, f"You cannot share {name}: you only view it.")
+        read_only = sp_res.ResourcePermissions(
+            stat=True, get_path=True, initiate_file_download=True, list_container=True
+        )
+        grant = link_res.Grant(
+            permissions=link_res.PublicSharePermissions(permissions=read_only),
+            password=password,
+        )
+        if expiration:
+            grant.expiration.CopyFrom(
+                types_pb2.Timestamp(seconds=int(expiration), nanos=int(expiration % 1 * 1e9))
+            )
+        resp = await sharing.cs3.call(
+            "CreatePublicShare",
+            link_pb.CreatePublicShareRequest(resource_info=info, grant=grant),
+            token,
+        )
+        return _link(resp.share)
+
+    return await sharing.backend.run(op)
+
+
+async def _cs3_remove_link(sharing: CS3Sharing, link_id: str) -> None:
+    from cs3.sharing.link.v1beta1 import link_api_pb2 as link_pb
+    from cs3.sharing.link.v1beta1 import resources_pb2 as link_res
+
+    ref = link_res.PublicShareReference(id=link_res.PublicShareId(opaque_id=link_id))
+
+    async def op(token: str) -> None:
+        await sharing.cs3.call(
+            "RemovePublicShare", link_pb.RemovePublicShareRequest(ref=ref), token
+        )
+
+    await sharing.backend.run(op)
 
 
 def make_sharing(backend: Backend) -> Sharing:

@@ -452,3 +452,28 @@ async def test_file_info_shows_owner_role_shares_and_the_hubs_lock(stack: Stack)
         await client.close()
     missing = einstein.request("GET", "/api/cs3/info", params={"path": "nope.ipynb"})
     assert missing.status_code == 404
+
+
+async def test_public_links_create_list_revoke(stack: Stack) -> None:
+    einstein = stack["einstein"]
+    name = new_name("public")
+    put_notebook(einstein, name)
+    expires = int(datetime.now().timestamp()) + 86400
+    created = einstein.request(
+        "POST",
+        "/api/cs3/links",
+        json={"path": name, "password": "s3cret-pw", "expiration": expires},
+    )
+    assert created.status_code == 201, created.text
+    link = created.json()
+    assert link["token"] and link["password_protected"] is True and link["path"] == name
+    assert abs(link["expiration"] - expires) < 1 and link["url"] is None  # no public_link_url
+    plain = einstein.request("POST", "/api/cs3/links", json={"path": name}).json()
+    assert plain["password_protected"] is False and plain["expiration"] == 0
+    listed = einstein.request("GET", "/api/cs3/links", params={"path": name}).json()
+    assert {x["id"] for x in listed} == {link["id"], plain["id"]}
+    past = einstein.request("POST", "/api/cs3/links", json={"path": name, "expiration": 1000})
+    assert past.status_code == 400 and "future" in past.json()["message"]
+    for x in (link, plain):
+        assert einstein.request("DELETE", f"/api/cs3/links/{x['id']}").status_code == 204
+    assert einstein.request("GET", "/api/cs3/links", params={"path": name}).json() == []

@@ -82,6 +82,8 @@ async def test_local_mode_says_sharing_is_not_available(local: LocalStack) -> No
         ("POST", "/api/cs3/shares", {"path": "b.ipynb", "grantee": "marie", "role": "viewer"}),
         ("PATCH", "/api/cs3/shares/x", {"role": "editor"}),
         ("PATCH", "/api/cs3/shares/received/x", {"state": "accepted"}),
+        ("GET", "/api/cs3/links", None),
+        ("POST", "/api/cs3/links", {"path": "b.ipynb"}),
     ]:
         r = j.request(method, path, json=body)
         assert r.status_code == 501, (method, path, r.text)
