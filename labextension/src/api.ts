@@ -63,6 +63,16 @@ export interface IFileInfo {
   sharing: boolean;
 }
 
+export interface IPublicLink {
+  id: string;
+  token: string;
+  url: string | null;
+  path: string | null;
+  password_protected: boolean;
+  expiration: number;
+  ctime: number;
+}
+
 /** An error the server explained: `message` is meant for the user. */
 export class ApiError extends Error {
   constructor(
@@ -140,7 +150,11 @@ export const api = {
       {},
       { state: 'rejected' }
     ),
-  info: (path: string) => request<IFileInfo>('GET', 'info', { path })
+  info: (path: string) => request<IFileInfo>('GET', 'info', { path }),
+  links: (path: string) => request<IPublicLink[]>('GET', 'links', { path }),
+  createLink: (path: string, password: string, expiration: number) =>
+    request<IPublicLink>('POST', 'links', {}, { path, password, expiration }),
+  removeLink: (id: string) => request<null>('DELETE', `links/${encodeURIComponent(id)}`)
 };
 
 export function userLabel(user: IUser | null | undefined): string {

@@ -5,6 +5,7 @@ import { TranslationBundle } from '@jupyterlab/translation';
 import * as React from 'react';
 
 import { api, ApiError, IShare, IUser, Role, userLabel } from './api';
+import { LinksTab } from './linkstab';
 
 const SEARCH_DELAY_MS = 300;
 
@@ -207,12 +208,41 @@ export function ShareBody(props: IShareBodyProps): JSX.Element {
   );
 }
 
+/** The dialog's body: a People tab (the ShareBody) and a Links tab (public links). */
+export function ShareTabs(props: IShareBodyProps): JSX.Element {
+  const [tab, setTab] = React.useState<'people' | 'links'>('people');
+  const { trans } = props;
+  return (
+    <div className="cs3-share-tabs">
+      <div className="cs3-tabbar" role="tablist">
+        <button
+          role="tab"
+          aria-selected={tab === 'people'}
+          className={`jp-mod-styled cs3-tab cs3-tab-people${tab === 'people' ? ' cs3-tab-current' : ''}`}
+          onClick={() => setTab('people')}
+        >
+          {trans.__('People')}
+        </button>
+        <button
+          role="tab"
+          aria-selected={tab === 'links'}
+          className={`jp-mod-styled cs3-tab cs3-tab-links${tab === 'links' ? ' cs3-tab-current' : ''}`}
+          onClick={() => setTab('links')}
+        >
+          {trans.__('Links')}
+        </button>
+      </div>
+      {tab === 'people' ? <ShareBody {...props} /> : <LinksTab path={props.path} trans={trans} />}
+    </div>
+  );
+}
+
 export async function openShareDialog(
   path: string,
   trans: TranslationBundle,
   onChanged: () => void
 ): Promise<void> {
-  const body = ReactWidget.create(<ShareBody path={path} trans={trans} onChanged={onChanged} />);
+  const body = ReactWidget.create(<ShareTabs path={path} trans={trans} onChanged={onChanged} />);
   body.addClass('cs3-dialog-body');
   await showDialog({
     title: trans.__('Share %1', path.split('/').pop() || path),

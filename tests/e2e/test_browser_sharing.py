@@ -7,6 +7,8 @@ revad + the hub + one JupyterLab server per user (einstein, marie).
 3. einstein makes her an editor in the dialog; her panel shows it; they co-edit.
 4. einstein revokes in the Shares panel; marie's next open is refused.
 7. File info shows the hub's lock while the notebook is open.
+5. (part) A public link with a password and an expiry is created in the Links tab, copied,
+   listed and revoked (anonymous download is not served by the test revad).
 9. No page, request, websocket URL, local storage or clipboard holds a CS3 token (JWT) or a
    Jupyter token; the stock "Copy Shareable Link" is gone from the context menu.
 
@@ -45,6 +47,7 @@ SCREENSHOTS = (
     "shares-panel-shared-by-me.png",
     "shares-panel-revoke-while-locked.png",
     "file-info-lock.png",
+    "share-dialog-links.png",
     "account.png",
 )
 
@@ -324,6 +327,26 @@ def test_file_info_shows_the_hubs_lock_and_the_account(
         share_title = page.locator(".jp-Dialog .jp-Dialog-header", has_text=f"Share {name}")
         share_title.wait_for(timeout=15_000)
         page.locator(".jp-Dialog .cs3-no-grantees").wait_for(timeout=15_000)
+        # Links tab: a public link with a password and an expiry; copy it, revoke it
+        page.locator(".jp-Dialog .cs3-tab-links").click()
+        links = page.locator(".jp-Dialog .cs3-links")
+        links.locator(".cs3-no-links").wait_for(timeout=15_000)
+        links.locator(".cs3-link-password").fill("s3cret-pw")
+        links.locator(".cs3-link-expiry").fill("2099-12-31")
+        links.locator(".cs3-link-create").click()
+        link = links.locator(".cs3-link").first
+        link.wait_for(timeout=15_000)
+        assert "with password" in link.inner_text() and "expires" in link.inner_text()
+        token = str(link.get_attribute("data-token"))
+        link.locator(".cs3-link-copy").click()
+        links.locator(".cs3-notice", has_text="copied").wait_for(timeout=10_000)
+        assert page.evaluate("() => navigator.clipboard.readText()") == token
+        page.screenshot(path=str(artifacts / "share-dialog-links.png"))
+        made = einstein.request("GET", "/api/cs3/links", params={"path": name}).json()
+        assert [(x["token"], x["password_protected"]) for x in made] == [(token, True)]
+        link.locator(".cs3-link-revoke").click()
+        links.locator(".cs3-no-links").wait_for(timeout=15_000)
+        assert einstein.request("GET", "/api/cs3/links", params={"path": name}).json() == []
         _close_dialog(page)
         # the user menu (top right) carries the CS3 account
         page.locator(".jp-MenuBar-anonymousIcon, .jp-MenuBar-imageIcon").first.click()
