@@ -5,7 +5,8 @@ COPY pyproject.toml README.md ./
 COPY collab_server ./collab_server
 COPY crdt ./crdt
 COPY storage_bridge ./storage_bridge
-RUN pip install --no-cache-dir . && useradd --create-home cs3collab \
+# The hub needs no JupyterLab extension: skip its node build (hatch-jupyter-builder).
+RUN SKIP_JUPYTER_BUILDER=1 pip install --no-cache-dir . && useradd --create-home cs3collab \
     && mkdir -p /data/state /data/notebooks && chown cs3collab /data/state /data/notebooks
 USER cs3collab
 ENV CS3COLLAB_HOST=0.0.0.0 \

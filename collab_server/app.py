@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import html
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, WebSocket
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ValidationError
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocketDisconnect, WebSocketState
@@ -118,6 +119,29 @@ def build_authenticator(settings: Settings, storage: Storage) -> Authenticator:
     return StorageAuthenticator(storage, cache_seconds=settings.auth_cache_seconds)
 
 
+def index_page(settings: Settings) -> str:
+    """The hub's own ``/``: what this server is and where JupyterLab is (no token on it)."""
+    if settings.lab_url:
+        url = html.escape(settings.lab_url, quote=True)
+        where = f'Open JupyterLab at <a href="{url}">{url}</a> to co-edit notebooks.'
+    else:
+        where = (
+            "Users do not open it in a browser: they open JupyterLab with the "
+            "<code>jupyter_cs3</code> server extension, whose <code>CS3Config.hub_url</code> "
+            "points here."
+        )
+    return (
+        "<!doctype html><html><head><meta charset=utf-8><title>cs3collab hub</title></head>"
+        "<body><h1>cs3collab hub</h1>"
+        "<p>This is the cs3collab collaboration hub: it keeps one shared document per open "
+        "notebook and saves it to storage. JupyterLab talks to it over "
+        "<code>/api/collaboration/</code>.</p>"
+        f"<p>{where}</p>"
+        '<p>Health: <a href="healthz">/healthz</a>, <a href="readyz">/readyz</a>, '
+        '<a href="metrics">/metrics</a>.</p></body></html>'
+    )
+
+
 def create_app(settings: Settings, *, storage: Storage | None = None) -> FastAPI:
     logs.configure(settings.log_level)
     metrics = HubMetrics()
@@ -144,6 +168,10 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> FastAPI
 
     app = FastAPI(title="cs3collab hub", lifespan=lifespan)
     app.state.hub = hub
+
+    @app.get("/", response_class=HTMLResponse)
+    async def index() -> HTMLResponse:
+        return HTMLResponse(index_page(settings))
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

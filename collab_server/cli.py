@@ -45,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--storage", choices=["local", "cs3"], help="storage backend")
     serve.add_argument("--gateway", help="Reva gateway host:port (cs3 backend)")
     serve.add_argument("--log-level", help="DEBUG, INFO, WARNING ...")
+    serve.add_argument("--lab-url", help="JupyterLab's URL, named on the hub's own / page")
     return parser
 
 

@@ -31,6 +31,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8900, ge=0, le=65535)
     token: str | None = None  # local mode: the one accepted token
+    lab_url: str | None = None  # where users open JupyterLab (named on the hub's own "/" page)
     auth_cache_seconds: float = Field(30.0, ge=0)
 
     # documents and snapshots

@@ -15,13 +15,16 @@ import asyncio
 import posixpath
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from jupyter_cs3.config import CS3Config
 from storage_bridge.base import Storage
 from storage_bridge.errors import InvalidArgument, Unauthenticated
 from storage_bridge.types import User
+
+if TYPE_CHECKING:
+    from jupyter_cs3.sharing import Sharing
 
 T = TypeVar("T")
 
@@ -54,6 +57,9 @@ class Backend:
         self._login: asyncio.Lock | None = None
         self._user: User | None = None
         self._root: str | None = None
+        from jupyter_cs3.sharing import make_sharing
+
+        self.sharing: Sharing = make_sharing(self)
 
     # ---- identity ----
 

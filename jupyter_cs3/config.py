@@ -72,9 +72,21 @@ class CS3Config(Configurable):
         help="Name of the top-level folder listing the shares the user received (cs3 only).",
     )
     auto_accept_shares = Bool(
-        True,
+        False,
         config=True,
-        help="Accept pending received shares when the shares folder is listed (cs3 only).",
+        help=(
+            "Accept pending received shares when the shares folder is listed (cs3 only). "
+            "Default: they wait under Pending in the Shares panel until accepted or declined."
+        ),
+    )
+
+    public_link_url = Unicode(
+        "",
+        config=True,
+        help=(
+            "The address of a public link, with {token} where the link's token goes, e.g. "
+            "https://cernbox.example.org/s/{token}. Empty: the UI shows the token only."
+        ),
     )
 
     hub_url = Unicode(

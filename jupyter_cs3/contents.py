@@ -190,22 +190,14 @@ class CS3ContentsManager(AsyncContentsManager):
         return model
 
     async def _accept_pending_shares(self) -> None:
-        from storage_bridge.cs3 import CS3Storage
-        from storage_bridge.cs3_shares import accept_received_share, list_received_shares
-
-        storage = self.be.storage
-        if not isinstance(storage, CS3Storage):
-            return
+        """``CS3Config.auto_accept_shares``: accept what is pending when the folder is listed."""
         try:
-            received = await self.be.run(lambda t: list_received_shares(storage, t))
-            for share_id in [r.share.id for r in received if r.state == "pending"]:
-
-                async def accept(token: str, share_id: str = share_id) -> object:
-                    return await accept_received_share(storage, token, share_id)
-
-                await self.be.run(accept)
+            accepted = await self.be.sharing.accept_pending()
         except StorageError as exc:
             self.log.warning("could not accept pending shares: %s", exc)
+        else:
+            if accepted:
+                self.log.info("jupyter_cs3: accepted %d pending share(s)", accepted)
 
     async def _read(self, path: str) -> bytes:
         sp = await self.be.storage_path(path)

@@ -7,6 +7,8 @@ package), which also disables ``jupyter_server_ydoc``: its routes are the same a
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Any
 
 from jupyter_server.auth.identity import PasswordIdentityProvider
 from jupyter_server.extension.application import ExtensionApp
@@ -20,6 +22,8 @@ from jupyter_cs3.config import CS3Config
 from jupyter_cs3.contents import CS3ContentsManager
 from jupyter_cs3.identity import CS3IdentityProvider
 from jupyter_cs3.kernels import CS3KernelManager, KernelWiring
+
+PageConfigHook = Callable[[Any, dict[str, Any]], dict[str, Any]]
 
 
 class CS3Extension(ExtensionApp):
@@ -70,6 +74,7 @@ class CS3Extension(ExtensionApp):
             km.wiring = self.kernel_wiring
         # Global settings: handlers of other extensions see them too (ours need them).
         self.serverapp.web_app.settings.update(cs3_backend=backend, cs3_hub_client=self.hub_client)
+        self._keep_token_out_of_pages()
         IOLoop.current().add_callback(self._warm_up)
         self.log.info(
             "jupyter_cs3: %s storage%s, hub %s",
@@ -77,6 +82,22 @@ class CS3Extension(ExtensionApp):
             f" at {backend.config.gateway}" if backend.kind == "cs3" else "",
             backend.config.hub_url,
         )
+
+    def _keep_token_out_of_pages(self) -> None:
+        """JupyterLab writes the server's login token into every page's config; the browser does
+        not need it (the login sets a cookie, API calls send it and the XSRF token), and a page
+        that is saved, printed or screenshotted must not carry it. Blank it, keeping any other
+        hook (like JupyterLab itself does under JupyterHub)."""
+        settings = self.serverapp.web_app.settings  # type: ignore[union-attr]
+        previous: PageConfigHook | None = settings.get("page_config_hook")
+
+        def hook(handler: Any, page_config: dict[str, Any]) -> dict[str, Any]:
+            if previous is not None:
+                page_config = previous(handler, page_config)
+            page_config["token"] = ""
+            return page_config
+
+        settings["page_config_hook"] = hook
 
     async def _warm_up(self) -> None:
         """Log in and learn the user's name early (for the identity shown in JupyterLab)."""

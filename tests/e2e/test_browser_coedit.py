@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import pytest
 
 from storage_bridge.cs3 import CS3Storage
-from storage_bridge.cs3_shares import create_share
+from storage_bridge.cs3_shares import accept_received_share, create_share
 from tests.jupyter_cs3.devstack import DevStack, running_stack
 from tests.jupyter_cs3.jupyterproc import JupyterProcess
 from tests.revad.launcher import USERS, RevadHandle, home_path
@@ -83,7 +83,9 @@ async def _share_notebook(gateway: str, name: str) -> str:
         token = await storage.authenticate("einstein", USERS["einstein"][0])
         path = f"{home_path('einstein')}/{name}"
         await storage.create(token, path, json.dumps(NOTEBOOK, indent=1).encode())
-        await create_share(storage, token, path, "marie", "editor")
+        share = await create_share(storage, token, path, "marie", "editor")
+        marie = await storage.authenticate("marie", USERS["marie"][0])
+        await accept_received_share(storage, marie, share.id)
         return path
     finally:
         await storage.aclose()

@@ -125,7 +125,7 @@ def running_stack(
 async def make_demo(gateway: str) -> str:
     """einstein's welcome.ipynb shared with marie (editor); returns einstein's path."""
     from storage_bridge.cs3 import CS3Storage
-    from storage_bridge.cs3_shares import create_share
+    from storage_bridge.cs3_shares import accept_received_share, create_share
     from storage_bridge.errors import AlreadyExists
 
     storage = CS3Storage(gateway)
@@ -134,7 +134,9 @@ async def make_demo(gateway: str) -> str:
         path = f"{home_path('einstein')}/welcome.ipynb"
         with contextlib.suppress(AlreadyExists):
             await storage.create(token, path, json.dumps(DEMO_NB, indent=1).encode())
-            await create_share(storage, token, path, "marie", "editor")
+            share = await create_share(storage, token, path, "marie", "editor")
+            marie = await storage.authenticate("marie", USERS["marie"][0])
+            await accept_received_share(storage, marie, share.id)
         return path
     finally:
         await storage.aclose()

@@ -53,7 +53,7 @@ class JupyterProcess:
             "allow_root": True,  # CI runs as root
             "root_dir": str(root),
             # The package installs this as etc/jupyter/jupyter_server_config.d/jupyter_cs3.json;
-            # an editable install does not, so say it here too.
+            # say it here too, so the tests do not depend on the environment's etc/jupyter.
             "jpserver_extensions": {
                 "jupyter_cs3": True,
                 "jupyter_server_ydoc": False,

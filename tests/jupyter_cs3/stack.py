@@ -49,8 +49,24 @@ def share(owner: JupyterProcess, path: str, grantee: str, role: str = "editor") 
     return dict(r.json())
 
 
+def accept_pending(server: JupyterProcess) -> list[dict[str, Any]]:
+    """Accept every pending received share through the REST API (what the Shares panel does)."""
+    r = server.request("GET", "/api/cs3/shares")
+    assert r.status_code == 200, r.text
+    accepted = []
+    for received in r.json()["with_me"]:
+        if received["state"] == "pending":
+            a = server.request(
+                "PATCH", f"/api/cs3/shares/received/{received['id']}", json={"state": "accepted"}
+            )
+            assert a.status_code == 200, a.text
+            accepted.append(dict(a.json()))
+    return accepted
+
+
 def open_from_shares(server: JupyterProcess, name: str) -> str:
-    """The contents path of a received share (listing the folder accepts pending shares)."""
+    """The contents path of a received share (accepting what is pending first)."""
+    accept_pending(server)
     r = server.contents("Shares")
     assert r.status_code == 200, r.text
     names = {c["name"]: c["path"] for c in r.json()["content"]}

@@ -341,3 +341,139 @@ async def test_refused_token_is_renewed_with_the_password(stack: DevStack, tmp_p
         await client.close()
     finally:
         server.stop()
+
+
+# ---------------------------------------------------------------- the Sharing interface
+
+
+def _shares_of(server: JupyterProcess, path: str) -> list[dict[str, Any]]:
+    r = server.request("GET", "/api/cs3/shares", params={"path": path})
+    assert r.status_code == 200, r.text
+    return list(r.json()["by_me"])
+
+
+def _received(server: JupyterProcess, share_id: str) -> dict[str, Any]:
+    r = server.request("GET", "/api/cs3/shares")
+    assert r.status_code == 200, r.text
+    return dict(next(s for s in r.json()["with_me"] if s["id"] == share_id))
+
+
+async def test_share_role_change_accept_decline_and_plain_errors(stack: Stack) -> None:
+    einstein, marie, richard = stack["einstein"], stack["marie"], stack["richard"]
+    name = new_name("sharing")
+    put_notebook(einstein, name)
+    created = share(einstein, name, "marie", "viewer")
+    # sharing twice: a sentence for people, not a gRPC status
+    again = einstein.request(
+        "POST", "/api/cs3/shares", json={"path": name, "grantee": "marie", "role": "editor"}
+    )
+    assert again.status_code == 409
+    assert again.json()["message"] == f"Marie Curie already has access to {name}."
+    unknown = einstein.request(
+        "POST", "/api/cs3/shares", json={"path": name, "grantee": "nobody-here", "role": "viewer"}
+    )
+    assert unknown.status_code == 404 and "no user" in unknown.json()["message"]
+    assert [(s["grantee"]["username"], s["role"]) for s in _shares_of(einstein, name)] == [
+        ("marie", "viewer")
+    ]
+    # not accepted silently: it waits under Pending, and the Shares folder does not show it
+    pending = _received(marie, created["id"])
+    assert pending["state"] == "pending" and pending["name"] == name and pending["path"] is None
+    assert name not in {c["name"] for c in marie.contents("Shares").json()["content"]}
+    # UpdateShare: viewer -> editor
+    updated = einstein.request("PATCH", f"/api/cs3/shares/{created['id']}", json={"role": "editor"})
+    assert updated.status_code == 200 and updated.json()["role"] == "editor", updated.text
+    assert [s["role"] for s in _shares_of(einstein, name)] == ["editor"]
+    accepted = marie.request(
+        "PATCH", f"/api/cs3/shares/received/{created['id']}", json={"state": "accepted"}
+    )
+    assert accepted.status_code == 200 and accepted.json()["path"] == f"Shares/{name}"
+    assert marie.contents(f"Shares/{name}").json()["writable"] is True
+    # decline
+    offered = share(einstein, name, "richard", "viewer")
+    declined = richard.request(
+        "PATCH", f"/api/cs3/shares/received/{offered['id']}", json={"state": "rejected"}
+    )
+    assert declined.status_code == 200 and declined.json()["state"] == "rejected", declined.text
+    assert _received(richard, offered["id"])["state"] == "rejected"
+    assert name not in {c["name"] for c in richard.contents("Shares").json()["content"]}
+    bad = richard.request("PATCH", f"/api/cs3/shares/received/{offered['id']}", json={"state": "x"})
+    assert bad.status_code == 400
+
+
+async def test_viewer_cannot_reshare(stack: Stack) -> None:
+    einstein, richard = stack["einstein"], stack["richard"]
+    name = new_name("view-only")
+    put_notebook(einstein, name)
+    share(einstein, name, "richard", "viewer")
+    path = open_from_shares(richard, name)
+    r = richard.request(
+        "POST", "/api/cs3/shares", json={"path": path, "grantee": "marie", "role": "viewer"}
+    )
+    assert r.status_code == 403
+    assert r.json()["message"] == f"You cannot share {name}: you only view it."
+
+
+async def test_find_users_by_part_of_a_name(stack: Stack) -> None:
+    found = stack["einstein"].request("GET", "/api/cs3/users", params={"query": "Cur"})
+    assert found.status_code == 200
+    assert "marie" in {u["username"] for u in found.json()}
+    me = stack["marie"].request("GET", "/api/cs3/me").json()
+    assert me["username"] == "marie" and me["sharing"] is True and me["idp"]
+
+
+async def test_file_info_shows_owner_role_shares_and_the_hubs_lock(stack: Stack) -> None:
+    einstein, marie = stack["einstein"], stack["marie"]
+    name = new_name("info")
+    put_notebook(einstein, name)
+    share(einstein, name, "marie", "viewer")
+    info = einstein.request("GET", "/api/cs3/info", params={"path": name})
+    assert info.status_code == 200, info.text
+    body = info.json()
+    assert body["owner"]["username"] == "einstein" and body["role"] == "owner"
+    assert body["size"] > 0 and body["lock"] is None and body["resource_id"]["opaque_id"]
+    assert [(s["grantee"]["username"], s["role"]) for s in body["shares"]] == [("marie", "viewer")]
+    marie_path = open_from_shares(marie, name)
+    seen = marie.request("GET", "/api/cs3/info", params={"path": marie_path}).json()
+    assert seen["role"] == "viewer" and seen["owner"]["username"] == "einstein"
+    assert seen["permissions"]["write"] is False
+    # open the room: the hub locks the file while it is open
+    client = await YClient(einstein.room_url(einstein.session(name).json())).connect()
+    try:
+        deadline = asyncio.get_running_loop().time() + 20
+        lock = None
+        while lock is None:
+            assert asyncio.get_running_loop().time() < deadline, "no lock while the room is open"
+            lock = einstein.request("GET", "/api/cs3/info", params={"path": name}).json()["lock"]
+            if lock is None:
+                await asyncio.sleep(0.2)
+        assert lock["app_name"] == "cs3collab" and lock["expiration"] > 0
+    finally:
+        await client.close()
+    missing = einstein.request("GET", "/api/cs3/info", params={"path": "nope.ipynb"})
+    assert missing.status_code == 404
+
+
+async def test_public_links_create_list_revoke(stack: Stack) -> None:
+    einstein = stack["einstein"]
+    name = new_name("public")
+    put_notebook(einstein, name)
+    expires = int(datetime.now().timestamp()) + 86400
+    created = einstein.request(
+        "POST",
+        "/api/cs3/links",
+        json={"path": name, "password": "s3cret-pw", "expiration": expires},
+    )
+    assert created.status_code == 201, created.text
+    link = created.json()
+    assert link["token"] and link["password_protected"] is True and link["path"] == name
+    assert abs(link["expiration"] - expires) < 1 and link["url"] is None  # no public_link_url
+    plain = einstein.request("POST", "/api/cs3/links", json={"path": name}).json()
+    assert plain["password_protected"] is False and plain["expiration"] == 0
+    listed = einstein.request("GET", "/api/cs3/links", params={"path": name}).json()
+    assert {x["id"] for x in listed} == {link["id"], plain["id"]}
+    past = einstein.request("POST", "/api/cs3/links", json={"path": name, "expiration": 1000})
+    assert past.status_code == 400 and "future" in past.json()["message"]
+    for x in (link, plain):
+        assert einstein.request("DELETE", f"/api/cs3/links/{x['id']}").status_code == 204
+    assert einstein.request("GET", "/api/cs3/links", params={"path": name}).json() == []

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,3 +94,39 @@ async def test_local_kernel_starts_in_the_notebooks_folder(local: LocalStack) ->
     assert Path(cwd).resolve() == (local.root / "sub").resolve()
     assert Path(j.workdir / "root").resolve() != local.root.resolve()
     assert total == "2" and cs3_vars == "[]"
+
+
+async def test_local_mode_says_sharing_is_not_available(local: LocalStack) -> None:
+    j = local.jupyter
+    put_notebook(j, "b.ipynb")
+    me = j.request("GET", "/api/cs3/me").json()
+    assert me["storage"] == "local" and me["sharing"] is False
+    for method, path, body in [
+        ("GET", "/api/cs3/shares", None),
+        ("POST", "/api/cs3/shares", {"path": "b.ipynb", "grantee": "marie", "role": "viewer"}),
+        ("PATCH", "/api/cs3/shares/x", {"role": "editor"}),
+        ("PATCH", "/api/cs3/shares/received/x", {"state": "accepted"}),
+        ("GET", "/api/cs3/links", None),
+        ("POST", "/api/cs3/links", {"path": "b.ipynb"}),
+    ]:
+        r = j.request(method, path, json=body)
+        assert r.status_code == 501, (method, path, r.text)
+        assert "Sharing is not available here" in r.json()["message"]
+    users = j.request("GET", "/api/cs3/users", params={"query": "mar"})
+    assert users.status_code == 501
+    # file info works on a folder too, with the hub's lock while the room is open
+    info = j.request("GET", "/api/cs3/info", params={"path": "b.ipynb"}).json()
+    assert info["role"] == "owner" and info["sharing"] is False and info["lock"] is None
+    client = await YClient(j.room_url(j.session("b.ipynb").json())).connect()
+    try:
+
+        def locked() -> bool:
+            lock = j.request("GET", "/api/cs3/info", params={"path": "b.ipynb"}).json()["lock"]
+            return lock is not None and lock["app_name"] == "cs3collab"
+
+        deadline = time.monotonic() + 20
+        while not locked():  # the hub's Stat is not a document change: poll it
+            assert time.monotonic() < deadline, "no lock while the room is open"
+            await asyncio.sleep(0.2)
+    finally:
+        await client.close()
