@@ -258,6 +258,7 @@ class Scenario:
     forgiven: set[str] = field(default_factory=set)  # lost with the data dir, by design
     removed: set[str] = field(default_factory=set)  # tokens of cells someone deleted
     cell_of: dict[str, str] = field(default_factory=dict)  # token -> the cell it was typed in
+    ever_deleted: set[str] = field(default_factory=set)  # cell ids some client deleted
     log: list[str] = field(default_factory=list)
     dead_hubs: list[HubThread] = field(default_factory=list)
 
@@ -342,10 +343,10 @@ class Scenario:
                 index = self.rng.randrange(len(cells))
                 self.deleting[str(cells[index]["id"])] = client.name
                 self.log[-1] = f"delete:{client.name}:{cells[index]['id']}"
-                gone = str(cells[index]["id"])
-                # what it held, and what others typed into it meanwhile (delete wins in Y)
+                # what it held; what anyone types into it later is excluded at the check: an
+                # offline client's deletion, resent when it reconnects, wins in Y
                 self.removed |= set(str(cells[index]["source"]).split())
-                self.removed |= {t for t, c in self.cell_of.items() if c == gone}
+                self.ever_deleted.add(str(cells[index]["id"]))
                 del cells[index]
         elif action == "reconnect":
             for client in self.clients:
@@ -488,7 +489,9 @@ class Scenario:
         assert len(ids) == len(set(ids)), f"{where}: duplicated cell ids {ids}"
         text = self.clients[0].text()
         copies = self.conflict_text()
+        in_deleted = {t for t, cell in self.cell_of.items() if cell in self.ever_deleted}
         required = (self.acknowledged | self.external_tokens) - self.forgiven - self.removed
+        required -= in_deleted
         missing = sorted(t for t in required if t not in text and t not in copies)
         assert not missing, f"{where}: acknowledged edits lost {missing}"
         tokens = {t for c in cells for t in c["source"].split()}
