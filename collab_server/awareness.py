@@ -99,7 +99,8 @@ def check_update(
     return Checked(payload, claimed, {entry.client for entry in kept})
 
 
-def clocks(awareness: Awareness, ids: set[int]) -> dict[int, int | None]:
-    """The clock pycrdt holds for each id (None: unknown), to see what an update changed."""
-    meta = awareness.meta
-    return {i: (meta[i]["clock"] if i in meta else None) for i in ids}
+def clocks(awareness: Awareness, ids: set[int]) -> dict[int, tuple[int, bool] | None]:
+    """(clock, has a state) pycrdt holds for each id (None: unknown), to see what an update
+    changed: a newer clock, or a removal with the same clock."""
+    meta, states = awareness.meta, awareness.states
+    return {i: ((meta[i]["clock"], i in states) if i in meta else None) for i in ids}
