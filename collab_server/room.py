@@ -81,6 +81,7 @@ class _Outgoing:
     to: Connection | None = None  # direct reply; otherwise a broadcast
     exclude: Connection | None = None
     awareness_ids: list[int] | None = None  # awareness to broadcast (coalesced per batch)
+    logged: asyncio.Future[None] | None = None  # a barrier: resolved once its batch is logged
 
 
 class RoomClosed(Exception):
@@ -118,6 +119,7 @@ class Room:
         self.awareness = Awareness(doc)
         self.clients: set[Connection] = set()
         self._awareness_owner: dict[int, Connection] = {}
+        self._barriers: set[asyncio.Future[None]] = set()  # waiting for the log (_logged)
         self.failed = False  # a task of the room failed: it is being dropped, clients reload
         self.base_etag = base_etag
         self.base_hash = base_hash
@@ -208,6 +210,9 @@ class Room:
         if self.failed:
             return
         self.failed = True
+        for barrier in list(self._barriers):
+            if not barrier.done():
+                barrier.set_exception(RoomClosed("the room failed before its log caught up"))
         self._metrics.room_failures.inc()
         log.error("room failed; closing its clients", extra=kv(room=self.key, reason=reason))
         self.snapshotter.stop()
@@ -272,6 +277,9 @@ class Room:
         updates = [i.update for i in items if i.update is not None]
         if updates and not await self._append_durably(updates):
             return False
+        for item in items:  # everything queued before a barrier is in the log now
+            if item.logged is not None and not item.logged.done():
+                item.logged.set_result(None)
         self._fan_out(items)
         if updates:
             await self._maybe_compact(updates)
@@ -310,7 +318,7 @@ class Room:
             for client in self.clients:
                 client.send(frame)  # to the sender too: JupyterLab's keep-alive
         for out in items:
-            if out.update is not None or out.awareness_ids:
+            if out.update is not None or out.awareness_ids or out.logged is not None:
                 continue
             if out.to is not None:
                 out.to.send(out.data)
@@ -318,6 +326,22 @@ class Room:
                 for client in self.clients:
                     if client is not out.exclude:
                         client.send(out.data)
+
+    async def _logged(self) -> None:
+        """Wait until every change made to the doc so far is in the update log.
+
+        A merged external version changes the doc through the outbox like any edit; before
+        the log may record that version as the base (or a writer be told "merged"), those
+        changes must be durable: after a crash in between, the restarted room would hold the
+        new base but not the merge, and its next snapshot would drop the external edits.
+        """
+        if self.failed or self._dispatcher.done():
+            raise RoomClosed("the room's log has stopped")
+        done = asyncio.get_running_loop().create_future()
+        self._barriers.add(done)
+        done.add_done_callback(self._barriers.discard)
+        self._outbox.put_nowait(_Outgoing(data=b"", logged=done))
+        await done
 
     async def _append_durably(self, updates: list[bytes]) -> bool:
         """Log a batch; on persistent failure close the room rather than send unlogged state."""
@@ -684,6 +708,7 @@ class Room:
             )
         else:
             conflicts = []  # a touch, or a rewrite with the same bytes
+        await self._logged()  # the merge is durable before the log calls theirs the base
         self.base_etag, self.base_hash = etag, digest
         await self._versions.put(etag, data)
         self.snapshotter.stored_hash = digest
