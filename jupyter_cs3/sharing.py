@@ -17,9 +17,11 @@ from __future__ import annotations
 import logging
 import posixpath
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
+from storage_bridge.base import Storage
 from storage_bridge.cs3_shares import ReceivedShare, Role, Share
 from storage_bridge.errors import (
     AlreadyExists,
@@ -30,8 +32,22 @@ from storage_bridge.errors import (
 )
 from storage_bridge.types import Lock, Permissions, Resource, ResourceId, User
 
-if TYPE_CHECKING:
-    from jupyter_cs3.backend import Backend
+T = TypeVar("T")
+
+
+class Backend(Protocol):
+    """What sharing needs of ``jupyter_cs3.backend.Backend`` (named here so that the backend,
+    which creates its ``Sharing``, and this module do not import each other)."""
+
+    kind: str
+    storage: Storage
+
+    async def run(self, op: Callable[[str], Awaitable[T]]) -> T: ...
+
+    async def user(self) -> User: ...
+
+    async def storage_path(self, api_path: str) -> str: ...
+
 
 log = logging.getLogger(__name__)
 
@@ -295,7 +311,7 @@ class CS3Sharing:
         from google.protobuf import field_mask_pb2
 
         from storage_bridge.cs3 import from_cs3_id
-        from storage_bridge.cs3_shares import _share, role_permissions
+        from storage_bridge.cs3_shares import role_permissions, share_from_cs3
 
         async def op(token: str) -> Share:
             share = await self._share_by_id(token, share_id)
@@ -311,7 +327,7 @@ class CS3Sharing:
                 ),
                 token,
             )
-            return _share(resp.share)
+            return share_from_cs3(resp.share)
 
         try:
             return await self.backend.run(op)
@@ -335,7 +351,7 @@ class CS3Sharing:
         from cs3.sharing.collaboration.v1beta1 import resources_pb2 as coll_res
         from google.protobuf import field_mask_pb2
 
-        from storage_bridge.cs3_shares import _received, accept_received_share
+        from storage_bridge.cs3_shares import accept_received_share, received_from_cs3
 
         if state == "accepted":
             return await self.backend.run(
@@ -360,7 +376,7 @@ class CS3Sharing:
                 ),
                 token,
             )
-            return _received(resp.share)
+            return received_from_cs3(resp.share)
 
         return await self.backend.run(decline)
 

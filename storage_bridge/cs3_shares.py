@@ -87,7 +87,7 @@ class ReceivedShare:
     mount_point: str  # name under the grantee's Shares folder ("" until accepted)
 
 
-def _share(s: Any) -> Share:
+def share_from_cs3(s: Any) -> Share:
     perms = permissions_from_cs3(s.permissions.permissions)
     return Share(
         id=s.id.opaque_id,
@@ -101,9 +101,9 @@ def _share(s: Any) -> Share:
     )
 
 
-def _received(r: Any) -> ReceivedShare:
+def received_from_cs3(r: Any) -> ReceivedShare:
     return ReceivedShare(
-        share=_share(r.share),
+        share=share_from_cs3(r.share),
         state=_STATES.get(r.state, "invalid"),
         mount_point=r.mount_point.path,
     )
@@ -183,7 +183,7 @@ async def create_share(
     resp = await storage.call(
         "CreateShare", coll_pb.CreateShareRequest(resource_info=info, grant=grant), token
     )
-    return _share(resp.share)
+    return share_from_cs3(resp.share)
 
 
 async def list_shares(storage: CS3Storage, token: str, ref: Ref | None = None) -> list[Share]:
@@ -197,7 +197,7 @@ async def list_shares(storage: CS3Storage, token: str, ref: Ref | None = None) -
     resp = await storage.call(
         "ListShares", coll_pb.ListSharesRequest(filters=filters), token, idempotent=True
     )
-    return [_share(s) for s in resp.shares]
+    return [share_from_cs3(s) for s in resp.shares]
 
 
 async def list_received_shares(storage: CS3Storage, token: str) -> list[ReceivedShare]:
@@ -205,7 +205,7 @@ async def list_received_shares(storage: CS3Storage, token: str) -> list[Received
     resp = await storage.call(
         "ListReceivedShares", coll_pb.ListReceivedSharesRequest(), token, idempotent=True
     )
-    return [_received(r) for r in resp.shares]
+    return [received_from_cs3(r) for r in resp.shares]
 
 
 async def accept_received_share(
@@ -236,7 +236,7 @@ async def accept_received_share(
         ),
         token,
     )
-    return _received(resp.share)
+    return received_from_cs3(resp.share)
 
 
 async def remove_share(storage: CS3Storage, token: str, share_id: str) -> None:

@@ -711,6 +711,10 @@ async def test_stock_clients_of_each_y_websocket_coedit(hub, run_node, version) 
              "timeoutMs": STEP_TIMEOUT_MS},
             {"op": "setAwareness", "user": {"name": me}},
             {"op": "waitForAwarenessFrom", "name": other, "timeoutMs": STEP_TIMEOUT_MS},
+            # neither leaves before the other saw it (a leave removes its awareness state)
+            {"op": "appendText", "cellIndex": 0, "text": f"{me} saw {other}\n"},
+            {"op": "waitForText", "cellIndex": 0, "contains": f"{other} saw {me}",
+             "timeoutMs": STEP_TIMEOUT_MS},
             {"op": "close"},
         ]  # fmt: skip
 
