@@ -414,6 +414,7 @@ class Scenario:
             every = self.live_tokens | self.external_tokens  # seen by others now or later
             self.forgiven |= {t for t in every if t not in on_file}
             self.deleted_cells = {c for c in self.deleted_cells if c not in on_file}
+            self.deleting = {c: w for c, w in self.deleting.items() if c not in on_file}
             shutil.rmtree(self.data_dir)
         await asyncio.sleep(0)
         self.hub = HubThread(self.root, self.data_dir)
