@@ -69,6 +69,7 @@ class Connection:
         self.token = token
         self.can_write = can_write
         self.awareness_ids: set[int] = set()
+        self.refused: bytes | None = None  # a viewer's refused updates, merged (room.py)
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=queue_max)
         self._closed = False  # a flag, not an Event: nothing waits on it (memory per socket)
         self.close_code: int | None = None

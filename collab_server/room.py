@@ -64,6 +64,7 @@ log = get_logger("room")
 
 _EMPTY_UPDATE = b"\x00\x00"
 _LARGE_MESSAGE = 1 << 20
+_REFUSED_MAX = 1 << 20  # a viewer's refused typing kept to take it back; beyond: reload
 
 
 class _HubOrigin:
@@ -507,12 +508,17 @@ class Room:
         items), so that socket is closed with a reloadable 1003: the client disposes its
         model and offers Reload. With our labextension a viewer's editor is read-only.
         """
+        # Analysed together with this socket's earlier refused updates: Y numbers a client's
+        # items in sequence, and the room never got the earlier ones, so alone a later update
+        # has gaps that hide what it deletes.
+        merged = update if conn.refused is None else merge_updates(conn.refused, update)
         try:
-            refusal = refuse(update, self.doc)
+            refusal = refuse(merged, self.doc)
         except ValueError as exc:
             raise ProtocolError(str(exc)) from exc
         if not refusal.changes:
             return
+        conn.refused = merged if len(merged) <= _REFUSED_MAX else None
         reason = self.read_only_reason or "read_only"
         self._metrics.refused_updates.labels(reason).inc()
         message = (
@@ -521,7 +527,12 @@ class Room:
             else "you can view this document but not edit it"
         )
         conn.send(raw_message({"type": "refused", "reason": reason, "message": message}))
-        if refusal.undo is not None:
+        if conn.can_write:
+            # An editor of a room another application locked: its edits are not taken back.
+            # They stay on its screen, and when the lock comes back the room asks every
+            # editor for what it has (SyncStep1) and merges them then (_on_lock_change).
+            return
+        if refusal.undo is not None and conn.refused is not None:
             conn.send(create_update_message(refusal.undo))
             return
         conn.close_now(
@@ -659,6 +670,13 @@ class Room:
             self._set_state(locked_by="")
         message = self._lock_message(change.state, change.holder, lost=change.lost)
         self._outbox.put_nowait(_Outgoing(data=raw_message(message)))
+        if change.state is LockState.HELD:
+            # Editors may have typed while the room was locked (refused, kept on their screens):
+            # their SyncStep2 replies bring those edits in now.
+            ask = create_sync_message(self.doc)
+            for client in self.clients:
+                if client.can_write:
+                    client.send(ask)
         if change.state is LockState.HELD and self.snapshotter.dirty:
             self.snapshotter.flush_soon()
 

@@ -100,7 +100,12 @@ def refuse(update: bytes, doc: Doc[Any]) -> Refusal:
         raise ValueError(f"malformed update: {exc}") from exc
     decoder = Decoder(rest)
     has_structs = decoder.read_var_uint() != 0
-    theirs = delete_set_of(_only_delete_set(rest)) if has_structs else _read_delete_set(decoder)
+    try:
+        theirs = delete_set_of(_only_delete_set(rest)) if has_structs else _read_delete_set(decoder)
+    except ValueError:
+        # Structs the doc cannot place (the update depends on items it lacks) hide the delete
+        # set from this reader: what it would delete is unknown, so no undo is offered.
+        return Refusal(changes=True, undo=None)
     known = _read_state(state)
     ours = delete_set_of(doc.get_update(state)) if theirs else {}
     deletes_ours = False
@@ -121,10 +126,16 @@ def refuse(update: bytes, doc: Doc[Any]) -> Refusal:
 def _only_delete_set(update: bytes) -> bytes:
     """The delete set of an update with structs, as an update without them.
 
-    Skipping structs needs the full struct decoder; instead, merging the update with an
-    empty one and diffing against its own state vector drops every struct.
+    Skipping structs needs the full struct decoder; instead the update is diffed against a
+    state vector beyond every clock it has, which drops every struct. (Its own state vector
+    is not enough: an update with gaps keeps structs it cannot place.)
     """
-    return get_update(update, get_state(update))
+    beyond = 1 << 53
+    clients = _read_state(get_state(update))
+    state = write_var_uint(len(clients)) + b"".join(
+        write_var_uint(client) + write_var_uint(beyond) for client in clients
+    )
+    return get_update(update, state)  # structs it cannot place may remain: delete_set_of says
 
 
 def changes_doc(update: bytes, doc: Doc[Any]) -> bool:

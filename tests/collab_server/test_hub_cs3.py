@@ -112,6 +112,8 @@ async def test_viewer_sees_live_edits_but_cannot_edit(
     await richard.wait_for(lambda: richard.sources() == ["live"], timeout=2)
     einstein.append_source(0, "!")
     await richard.wait_for(lambda: richard.sources() == ["live!"], timeout=2)
+    richard.append_source(0, " again")  # later typing too (its Y clocks follow the first)
+    await richard.wait_for(lambda: richard.sources() == ["live!"], timeout=2)
     assert richard.close_code is None
     # deleting room text cannot be taken back in Y: a reloadable close instead
     ytext = richard.view.ycells[0]["source"]
