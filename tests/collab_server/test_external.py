@@ -127,9 +127,13 @@ async def test_foreign_lock_makes_room_read_only_until_released(
     await local.unlock("", "nb.ipynb", lock_id="wopi-1", app_name="wopi")
     await client.wait_raw(lambda m: m.get("type") == "lock" and m.get("state") == "held")
     assert client.view.ystate.get("locked_by") == ""
+    # what the editor typed while it was locked stayed on its screen and comes in now (issue
+    # 11: a reconnecting editor's offline work must not be taken back by a temporary lock)
     fresh = await YClient(fast_hub.room_url(info)).connect()
+    await fresh.wait_for(lambda: fresh.sources() == ["a!"])
     fresh.append_source(0, "b")
-    await _poll(lambda: _sources(_disk(path)) == ["ab"])
+    await _poll(lambda: _sources(_disk(path)) == ["a!b"])
+    await client.wait_for(lambda: client.sources() == ["a!b"])
     await client.close()
     await fresh.close()
 
