@@ -161,7 +161,7 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> FastAPI
         # Compile the notebook schema now: the first snapshot would stall every room for it.
         warm_up_export()
         lag = asyncio.get_running_loop().create_task(watch_loop_lag(metrics.loop_lag_seconds))
-        hub.ready = True  # type: ignore[attr-defined]
+        hub.ready = True
         yield
         lag.cancel()
         await hub.aclose()
@@ -179,7 +179,7 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> FastAPI
 
     @app.get("/readyz")
     async def readyz() -> Response:
-        if not getattr(hub, "ready", False):
+        if not hub.ready:
             return JSONResponse({"status": "starting"}, status_code=503)
         return JSONResponse({"status": "ready", "rooms": len(hub.rooms)})
 

@@ -18,11 +18,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from pycrdt import Awareness, Decoder, Encoder
 
 from collab_server.protocol import ProtocolError
+
+
+class Owner(Protocol):
+    """A socket that owns client ids (a ``Connection``)."""
+
+    awareness_ids: set[int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,3 +110,48 @@ def clocks(awareness: Awareness, ids: set[int]) -> dict[int, tuple[int, bool] | 
     changed: a newer clock, or a removal with the same clock."""
     meta, states = awareness.meta, awareness.states
     return {i: ((meta[i]["clock"], i in states) if i in meta else None) for i in ids}
+
+
+class RoomAwareness:
+    """A room's awareness and which socket owns which client id (the rules above)."""
+
+    def __init__(self, awareness: Awareness, *, max_clients: int, max_state_bytes: int) -> None:
+        self.awareness = awareness
+        self._max_clients = max_clients
+        self._max_state_bytes = max_state_bytes
+        self._owner: dict[int, Owner] = {}
+
+    def apply(self, conn: Owner, payload: bytes) -> list[int]:
+        """Apply ``conn``'s update (raises ``ProtocolError``); the ids whose state changed."""
+        checked = check_update(
+            payload,
+            meta=self.awareness.meta,
+            owned=conn.awareness_ids,
+            owned_by_others=self._owner.keys() - conn.awareness_ids,
+            max_clients=self._max_clients,
+            max_state_bytes=self._max_state_bytes,
+        )
+        if checked.payload is None:
+            return []
+        touched = checked.named
+        before = clocks(self.awareness, touched)
+        try:
+            self.awareness.apply_awareness_update(checked.payload, conn)
+        except (ValueError, RecursionError) as exc:  # a state that is not JSON
+            raise ProtocolError(f"malformed awareness state: {exc}") from exc
+        for client_id in checked.claimed:
+            conn.awareness_ids.add(client_id)
+            self._owner[client_id] = conn
+        after = clocks(self.awareness, touched)
+        return [i for i in touched if after[i] is not None and after[i] != before[i]]
+
+    def remove(self, conn: Owner) -> list[int]:
+        """``conn`` left: its states go; the ids removed (to broadcast)."""
+        for client_id in conn.awareness_ids:
+            if self._owner.get(client_id) is conn:
+                del self._owner[client_id]
+        if not conn.awareness_ids:
+            return []
+        ids = [i for i in conn.awareness_ids if i in self.awareness.states]
+        self.awareness.remove_awareness_states(ids, conn)
+        return ids

@@ -181,7 +181,7 @@ class Connection:
                 self.socket.close(code, getattr(self, "_close_reason", "")), self._send_timeout
             )
         except Exception as exc:  # already closed by the peer, or it does not read any more
-            log.debug(
+            log.info(
                 "close frame not delivered",
                 extra=kv(user=self.user.id, client=self.id, error=repr(exc)),
             )

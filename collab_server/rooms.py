@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from collab_server.logs import get_logger, kv
 from collab_server.metrics import HubMetrics
 from collab_server.room import Room
+from collab_server.room_hooks import HookedRoom
 
 log = get_logger("rooms")
 
@@ -57,7 +58,6 @@ class RoomRegistry:
     async def _load(self, key: str, load: Callable[[], Awaitable[Room]]) -> Room:
         try:
             room = await load()
-            room.on_fatal = self._drop
             self._rooms[key] = room
             self._metrics.rooms.set(len(self._rooms))
             return room
@@ -66,7 +66,7 @@ class RoomRegistry:
 
     def release(self, room: Room) -> None:
         """A client left: start the unload countdown once the room is empty."""
-        if room.clients or self._rooms.get(room.key) is not room:
+        if room.client_count or self._rooms.get(room.key) is not room:
             return
         self._cancel_timer(room.key)
         loop = asyncio.get_running_loop()
@@ -79,7 +79,7 @@ class RoomRegistry:
 
     def _start_unload(self, room: Room) -> None:
         self._timers.pop(room.key, None)
-        if room.clients or room.key in self._unloading:
+        if room.client_count or room.key in self._unloading:
             return
         task = asyncio.get_running_loop().create_task(self._unload(room))
         self._unloading[room.key] = task
@@ -98,8 +98,8 @@ class RoomRegistry:
             if self._on_unloaded is not None:
                 self._on_unloaded()
 
-    async def _drop(self, room: Room) -> None:
-        """A room whose update log failed: forget it without a snapshot (clients resend)."""
+    def drop(self, room: HookedRoom) -> None:
+        """A failed room: forget it without a snapshot (its clients resend their edits)."""
         if self._rooms.get(room.key) is room:
             del self._rooms[room.key]
             self._metrics.rooms.set(len(self._rooms))
@@ -108,7 +108,7 @@ class RoomRegistry:
         for key in list(self._timers):
             self._cancel_timer(key)
         for room in list(self._rooms.values()):
-            for client in list(room.clients):
+            for client in room.connections():
                 await client.close(1001, "hub shutting down")
             if room.key not in self._unloading:
                 self._unloading[room.key] = asyncio.get_running_loop().create_task(

@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from enum import Enum
 
+from collab_server.clock import Clock, LoopClock, Timer
 from collab_server.logs import get_logger, kv
 from collab_server.metrics import HubMetrics
 from collab_server.supervise import supervised
@@ -40,9 +41,11 @@ class Snapshotter:
         debounce: float,
         max_debounce: float,
         retry_max: float,
-        stored_hash: str | None,
+        stored_hash: Callable[[], str | None],  # hash of what storage holds (StoredBase)
         on_failure: Callable[[BaseException], None] | None = None,
+        clock: Clock | None = None,
     ) -> None:
+        self._clock: Clock = clock or LoopClock()
         self._on_failure = on_failure
         self._room = room
         self._export = export
@@ -52,10 +55,10 @@ class Snapshotter:
         self._debounce = debounce
         self._max_debounce = max_debounce
         self._retry_max = retry_max
-        self.stored_hash = stored_hash  # hash of the bytes storage holds (last read/written)
+        self._stored_hash = stored_hash
         self.dirty = False
         self._first_change: float | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: Timer | None = None
         self._task: asyncio.Task[SaveStatus] | None = None
         self.lock = asyncio.Lock()  # also held by whoever compares storage with the doc
         self._failures = 0
@@ -67,25 +70,25 @@ class Snapshotter:
         if self._closed:
             return
         if self._first_change is None:
-            self._first_change = asyncio.get_running_loop().time()
+            self._first_change = self._clock.time()
         if self._failures:  # in backoff: the retry timer is already set
             return
         self._schedule()
 
     def _schedule(self) -> None:
-        now = asyncio.get_running_loop().time()
+        now = self._clock.time()
         first = self._first_change if self._first_change is not None else now
         self._arm(min(now + self._debounce, first + self._max_debounce))
 
     def _arm(self, when: float) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        self._timer = asyncio.get_running_loop().call_at(when, self._fire)
+        self._timer = self._clock.call_at(when, self._fire)
 
     def flush_soon(self) -> None:
         """Write now instead of at the end of the debounce (if anything is pending)."""
         if self.dirty and not self._closed and not self._failures:
-            self._arm(asyncio.get_running_loop().time())
+            self._arm(self._clock.time())
 
     def _fire(self) -> None:
         self._timer = None
@@ -121,7 +124,7 @@ class Snapshotter:
                 self._metrics.snapshot_failures.labels("invalid").inc()
                 log.error("export failed", extra=kv(room=self._room, error=str(exc)))
                 return SaveStatus.FAILED
-            if digest == self.stored_hash:
+            if digest == self._stored_hash():
                 self._failures = 0
                 return SaveStatus.SUCCESS
             try:
@@ -137,10 +140,9 @@ class Snapshotter:
                     extra=kv(room=self._room, error=repr(exc), seconds=delay),
                 )
                 if not self._closed:
-                    self._arm(asyncio.get_running_loop().time() + delay)
+                    self._arm(self._clock.time() + delay)
                 return SaveStatus.FAILED
-            self._failures = 0
-            self.stored_hash = digest
+            self._failures = 0  # (``write`` recorded the new base)
             self._metrics.snapshots.inc()
             self._metrics.snapshot_seconds.observe(time.perf_counter() - started)
             if self.dirty and not self._closed and self._timer is None:

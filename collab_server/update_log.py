@@ -55,19 +55,9 @@ def _sha256(data: bytes) -> str:
 
 
 class UpdateLog(Protocol):
-    async def ensure_lineage(self, room: str) -> tuple[str, bool]:
-        """The room's lineage id, creating the log if needed; True when it was created."""
-        ...
+    """The log itself: per room, a snapshot plus the tail of updates appended since."""
 
     async def load(self, room: str) -> StoredRoom | None: ...
-
-    async def has_lineage(self, lineage: str) -> bool:
-        """Whether any room of this log has this lineage id."""
-        ...
-
-    async def set_lock_id(self, room: str, lock_id: str | None) -> None:
-        """Remember the storage lock the room holds, so a restarted hub can adopt it."""
-        ...
 
     async def start(
         self,
@@ -81,17 +71,35 @@ class UpdateLog(Protocol):
         (the merge base for the first external writer, also after a crash)."""
         ...
 
-    async def remember_base(self, room: str, digest: str, content: bytes) -> None:
-        """Bytes a snapshot is about to write: if the hub dies before ``set_base``, a
-        restarted room recognises them in storage as its own, not as someone else's."""
-        ...
-
     async def append(self, room: str, updates: list[bytes]) -> int:
         """Append updates atomically (one commit); return the last sequence number."""
         ...
 
     async def compact(self, room: str, snapshot: bytes, upto_seq: int) -> None:
         """Replace the snapshot and drop tail updates with seq <= upto_seq."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class RoomMetadata(Protocol):
+    """What the log keeps about a room beside its updates: lineage, lock id, base, forks."""
+
+    async def ensure_lineage(self, room: str) -> tuple[str, bool]:
+        """The room's lineage id, creating the log if needed; True when it was created."""
+        ...
+
+    async def has_lineage(self, lineage: str) -> bool:
+        """Whether any room of this log has this lineage id."""
+        ...
+
+    async def set_lock_id(self, room: str, lock_id: str | None) -> None:
+        """Remember the storage lock the room holds, so a restarted hub can adopt it."""
+        ...
+
+    async def remember_base(self, room: str, digest: str, content: bytes) -> None:
+        """Bytes a snapshot is about to write: if the hub dies before ``set_base``, a
+        restarted room recognises them in storage as its own, not as someone else's."""
         ...
 
     async def set_base(
@@ -109,7 +117,9 @@ class UpdateLog(Protocol):
         """(origin file id, base) of a work copy, if it is one."""
         ...
 
-    async def aclose(self) -> None: ...
+
+class RoomStore(UpdateLog, RoomMetadata, Protocol):
+    """Both parts, as one SQLite file holds them (the hub's view)."""
 
 
 log = get_logger("update_log")

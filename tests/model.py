@@ -454,7 +454,7 @@ class Scenario:
         async def look() -> bool:
             rooms = self.hub.hub.rooms.rooms() if self.hub else []
             return bool(rooms) and all(
-                r.base_hash == on_file and not r.snapshotter.dirty for r in rooms
+                r.sync.base.hash == on_file and not r.sync.dirty for r in rooms
             )
 
         return await self.hub.acall(look())
@@ -465,9 +465,10 @@ class Scenario:
 
         async def look() -> str:
             return "; ".join(
-                f"room base={r.base_hash[:8]} file={on_file[:8]} dirty={r.snapshotter.dirty}"
-                f" failures={r.snapshotter._failures} lock={r.lock.state} ro={r.read_only_reason}"
-                f" clients={len(r.clients)}"
+                f"room base={r.sync.base.hash[:8]} file={on_file[:8]} dirty={r.sync.dirty}"
+                f" failures={r.sync.snapshotter._failures} lock={r.sync.lock.state}"
+                f" ro={r.read_only_reason}"
+                f" clients={r.client_count}"
                 for r in (self.hub.hub.rooms.rooms() if self.hub else [])
             )
 

@@ -54,7 +54,7 @@ async def test_dispatcher_failure(tmp_path: Path) -> None:
         def inject_fan_out_bug(items: Any) -> None:
             raise RuntimeError("injected fan-out bug")
 
-        room._fan_out = inject_fan_out_bug  # type: ignore[method-assign]
+        room.outbox._fan_out = inject_fan_out_bug  # type: ignore[method-assign]
         await _fails_and_reloads(hub, info, "room.dispatcher")
 
 
@@ -66,7 +66,7 @@ async def test_watcher_failure(tmp_path: Path) -> None:
         async def inject_watcher_bug() -> None:
             raise RuntimeError("injected watcher bug")
 
-        room.check_external = inject_watcher_bug  # type: ignore[method-assign]
+        room.sync.check_external = inject_watcher_bug  # type: ignore[method-assign]
         await _fails_and_reloads(hub, info, "room.watcher")
 
 

@@ -1,0 +1,236 @@
+"""Loading a room: from its log (with crash recovery) or from storage, and building its parts.
+
+``build_room`` is the factory: it makes the outbox, the stored base, the lock keeper and the
+storage side, and hands them to a ``Room``. ``RoomLoader`` finds the state to build it from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from pycrdt import Awareness, Doc
+
+from collab_server.auth import Principal
+from collab_server.clock import Clock
+from collab_server.connection import Connection
+from collab_server.heap import HeapTrimmer
+from collab_server.lock_keeper import LockKeeper
+from collab_server.logs import get_logger, kv
+from collab_server.metrics import HubMetrics
+from collab_server.outbox import LocalBroadcaster, RoomOutbox
+from collab_server.room import Room
+from collab_server.room_hooks import RoomHooks
+from collab_server.room_key import RoomKey
+from collab_server.settings import Settings
+from collab_server.storage_sync import StorageSync
+from collab_server.stored_base import StoredBase
+from collab_server.update_log import RoomStore, StoredRoom
+from collab_server.versions import StoredVersions
+from crdt.documents import DocumentKind, content_hash
+from storage_bridge.base import Storage
+from storage_bridge.types import ResourceId
+
+log = get_logger("hub")
+
+
+@dataclass(slots=True)
+class LoadedState:
+    """What a room is built from."""
+
+    lineage: str
+    doc: Doc[Any]
+    base_etag: str
+    base_hash: str
+    base_content: bytes | None  # None: the log lost it (then external versions are copies)
+    doc_bytes: int
+    previous_lock_id: str | None = None
+    log_ready: asyncio.Future[None] | None = None  # the log's record of it, being written
+    from_log: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RoomParts:
+    """The collaborators every room of a hub shares."""
+
+    store: RoomStore
+    storage: Storage
+    settings: Settings
+    metrics: HubMetrics
+    hooks: RoomHooks
+    clock: Clock
+
+
+def build_room(
+    parts: RoomParts,
+    key: RoomKey,
+    kind: DocumentKind,
+    resource_id: ResourceId,
+    state: LoadedState,
+    principal: Principal,
+    can_write: bool,
+) -> Room:
+    name, settings, store = str(key), parts.settings, parts.store
+    awareness = Awareness(state.doc)
+    clients: set[Connection] = set()
+    outbox = RoomOutbox(
+        room=name,
+        log=store,
+        doc=state.doc,
+        awareness=awareness,
+        broadcaster=LocalBroadcaster(clients),
+        settings=settings,
+        metrics=parts.metrics,
+        doc_bytes=state.doc_bytes,
+        log_ready=state.log_ready,
+    )
+    lock = LockKeeper(
+        parts.storage,
+        resource_id,
+        app_name=settings.lock_app_name,
+        expiry=settings.lock_expiry,
+        refresh_every=settings.lock_refresh,
+        room=name,
+        previous_lock_id=state.previous_lock_id,
+        remember=lambda lock_id: store.set_lock_id(name, lock_id),
+    )
+    # Recent stored versions by etag: the merge base for external writers.
+    base = StoredBase(
+        room=name,
+        etag=state.base_etag,
+        digest=state.base_hash,
+        content=state.base_content,
+        versions=StoredVersions(settings.state_dir / "versions", name),
+        meta=store,
+    )
+
+    def storage_side(room: Room) -> StorageSync:
+        return StorageSync(
+            room,
+            storage=parts.storage,
+            resource_id=resource_id,
+            base=base,
+            lock=lock,
+            settings=settings,
+            metrics=parts.metrics,
+            clock=parts.clock,
+        )
+
+    return Room(
+        key=key,
+        kind=kind,
+        resource_id=resource_id,
+        lineage=state.lineage,
+        doc=state.doc,
+        awareness=awareness,
+        clients=clients,
+        outbox=outbox,
+        sync=storage_side,
+        hooks=parts.hooks,
+        settings=settings,
+        metrics=parts.metrics,
+        initial_token=principal.token,
+        initial_token_can_write=can_write,
+    )
+
+
+class RoomLoader:
+    def __init__(self, parts: RoomParts, heap: HeapTrimmer) -> None:
+        self._parts = parts
+        self._store = parts.store
+        self._storage = parts.storage
+        self._heap = heap
+
+    async def load(
+        self,
+        key: RoomKey,
+        kind: DocumentKind,
+        resource_id: ResourceId,
+        principal: Principal,
+        can_write: bool,
+    ) -> Room:
+        started = time.perf_counter()
+        name = str(key)
+        stored = await self._store.load(name)
+        if stored is None:
+            await self._store.ensure_lineage(name)
+            stored = await self._store.load(name)
+            assert stored is not None
+        if stored.snapshot is None:
+            state = await self._from_storage(name, kind, resource_id, principal, stored.lineage)
+        else:
+            state = await self._from_log(stored, resource_id, principal)
+        room = build_room(self._parts, key, kind, resource_id, state, principal, can_write)
+        if state.from_log:
+            # Loaded from the log: it may hold edits storage never got (a crash before the
+            # snapshot). Export once and write if it differs from what storage holds.
+            room.sync.changed()
+        try:
+            await room.start()
+        except BaseException:
+            await room.close()
+            raise
+        self._parts.metrics.room_load_seconds.observe(time.perf_counter() - started)
+        self._heap.soon()  # the file, its parsed form and the loader's doc are garbage now
+        log.info(
+            "room loaded",
+            extra=kv(
+                room=name, user=principal.user.id, seconds=round(time.perf_counter() - started, 4)
+            ),
+        )
+        return room
+
+    async def _from_storage(
+        self,
+        name: str,
+        kind: DocumentKind,
+        resource_id: ResourceId,
+        principal: Principal,
+        lineage: str,
+    ) -> LoadedState:
+        doc: Doc[Any] = Doc()
+        data, etag = await self._storage.read(principal.token, resource_id)
+        # The load is CPU-bound (JSON + building Y items); a worker thread keeps the event
+        # loop serving other rooms. Its Doc never leaves that thread: only bytes come back.
+        update = await asyncio.to_thread(kind.load, data)
+        doc.apply_update(update)
+        # Recorded while the first client syncs: the log's single writer thread runs it
+        # before any append of this room, and the room awaits it before its first append
+        # (so SyncStep2 never waits for this commit, P3). The bytes are the merge base of
+        # the first external writer, durable: after a crash, merging against older bytes
+        # or none duplicated cells and revived deleted ones (issue 11).
+        digest = content_hash(data)
+        log_ready = asyncio.ensure_future(self._store.start(name, update, etag, digest, data))
+        log_ready.add_done_callback(lambda _: self._heap.soon())  # SQLite's blob buffers
+        return LoadedState(lineage, doc, etag, digest, data, len(update), log_ready=log_ready)
+
+    async def _from_log(
+        self, stored: StoredRoom, resource_id: ResourceId, principal: Principal
+    ) -> LoadedState:
+        doc: Doc[Any] = Doc()
+        assert stored.snapshot is not None
+        doc.apply_update(stored.snapshot)
+        for update in stored.updates:
+            doc.apply_update(update)
+        base_etag, base_hash = stored.base_etag or "", stored.base_hash or ""
+        base_content = stored.base_content
+        if stored.pending or base_content is None:
+            # A snapshot was being written when the hub stopped (or the log predates
+            # durable merge bases): if storage holds one of those versions, it is ours.
+            data, etag = await self._storage.read(principal.token, resource_id)
+            digest = content_hash(data)
+            if digest in stored.pending or digest == base_hash:
+                base_etag, base_hash, base_content = etag, digest, data
+        doc_bytes = len(stored.snapshot) + sum(len(u) for u in stored.updates)
+        return LoadedState(
+            stored.lineage,
+            doc,
+            base_etag,
+            base_hash,
+            base_content,
+            doc_bytes,
+            previous_lock_id=stored.lock_id,
+            from_log=True,
+        )
