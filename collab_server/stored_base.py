@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from collab_server.update_log import RoomMetadata
+from collab_server.room_metadata import RoomMetadata
 from collab_server.versions import StoredVersions
 from crdt.documents import content_hash
 

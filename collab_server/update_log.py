@@ -1,8 +1,10 @@
 """The durable update log: per room, a compacted snapshot plus a bounded tail of updates.
 
 Every accepted Y update is appended here *before* it is broadcast, so a ``kill -9`` of the hub
-never loses an update that a client has seen. The log also owns the room's **lineage id**: it is
-created with the log and dies with it, and it is the ``sessionId`` clients present.
+never loses an update that a client has seen. ``UpdateLog`` is the log itself (load, start,
+append, compact); what it keeps about a room beside the updates (its **lineage id**, lock id,
+merge base and forks) is ``RoomMetadata`` (room_metadata.py). The lineage is created with the
+log and dies with it, and it is the ``sessionId`` clients present.
 
 ``SQLiteUpdateLog`` is the single-node implementation (Redis streams implement the same
 protocol in cluster mode). SQLite calls are blocking, so they run on one dedicated thread; that
@@ -15,7 +17,6 @@ import asyncio
 import hashlib
 import sqlite3
 import time
-import uuid
 import zlib
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 from collab_server.logs import get_logger, kv
+from collab_server.room_metadata import RoomMetadata, SQLiteRoomMetadata, pack
 
 T = TypeVar("T")
 
@@ -41,13 +43,6 @@ class StoredRoom:
     # versions a snapshot was writing when the hub stopped (hash -> bytes): storage may hold
     # one of them under a new etag the log never heard of
     pending: dict[str, bytes] = field(default_factory=dict)
-
-
-async def _pack(content: bytes) -> bytes:
-    """Merge bases are kept compressed: with one per snapshot, raw bytes made the hub write
-    5x what it did before durable bases (bench P5, 1 MB notebook: 6.8 -> 33 MB/min). Packed
-    on a worker thread, not the log's, which commits every edit."""
-    return await asyncio.to_thread(zlib.compress, content, 1)
 
 
 def _sha256(data: bytes) -> str:
@@ -80,42 +75,6 @@ class UpdateLog(Protocol):
         ...
 
     async def aclose(self) -> None: ...
-
-
-class RoomMetadata(Protocol):
-    """What the log keeps about a room beside its updates: lineage, lock id, base, forks."""
-
-    async def ensure_lineage(self, room: str) -> tuple[str, bool]:
-        """The room's lineage id, creating the log if needed; True when it was created."""
-        ...
-
-    async def has_lineage(self, lineage: str) -> bool:
-        """Whether any room of this log has this lineage id."""
-        ...
-
-    async def set_lock_id(self, room: str, lock_id: str | None) -> None:
-        """Remember the storage lock the room holds, so a restarted hub can adopt it."""
-        ...
-
-    async def remember_base(self, room: str, digest: str, content: bytes) -> None:
-        """Bytes a snapshot is about to write: if the hub dies before ``set_base``, a
-        restarted room recognises them in storage as its own, not as someone else's."""
-        ...
-
-    async def set_base(
-        self, room: str, etag: str, digest: str, content: bytes | None = None
-    ) -> None:
-        """Record what storage holds now: ``digest`` under ``etag``. The bytes are
-        ``content``, or, when None, those given to ``remember_base`` for that digest."""
-        ...
-
-    async def record_fork(self, copy_file_id: str, origin_file_id: str, base: bytes) -> None:
-        """A work copy was made of ``origin`` from ``base`` (the merge base to bring it back)."""
-        ...
-
-    async def fork_of(self, copy_file_id: str) -> tuple[str, bytes] | None:
-        """(origin file id, base) of a work copy, if it is one."""
-        ...
 
 
 class RoomStore(UpdateLog, RoomMetadata, Protocol):
@@ -161,7 +120,9 @@ CREATE TABLE IF NOT EXISTS updates (
 """
 
 
-class SQLiteUpdateLog:
+class SQLiteUpdateLog(SQLiteRoomMetadata):
+    """The log (load, start, append, compact) and, mixed in, the room metadata."""
+
     def __init__(self, path: Path, *, fsync: bool = False) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="update-log")
@@ -232,18 +193,6 @@ class SQLiteUpdateLog:
 
     # -- blocking parts (run on the executor thread) ------------------------------------------
 
-    def _ensure_lineage(self, room: str) -> tuple[str, bool]:
-        row = self._db.execute("SELECT lineage FROM rooms WHERE room=?", (room,)).fetchone()
-        if row:
-            return str(row[0]), False
-        lineage = uuid.uuid4().hex
-        now = time.time()
-        self._db.execute(
-            "INSERT INTO rooms(room, lineage, created, updated) VALUES (?,?,?,?)",
-            (room, lineage, now, now),
-        )
-        return lineage, True
-
     def _load(self, room: str) -> StoredRoom | None:
         row = self._db.execute(
             "SELECT lineage, snapshot, base_etag, base_content, lock_id, base_hash FROM rooms"
@@ -279,10 +228,6 @@ class SQLiteUpdateLog:
             pending=versions,
         )
 
-    def _has_lineage(self, lineage: str) -> bool:
-        row = self._db.execute("SELECT 1 FROM rooms WHERE lineage=? LIMIT 1", (lineage,))
-        return row.fetchone() is not None
-
     def _max_seq(self, room: str) -> int:
         row = self._db.execute("SELECT MAX(seq) FROM updates WHERE room=?", (room,)).fetchone()
         return int(row[0]) if row and row[0] is not None else 0
@@ -309,13 +254,6 @@ class SQLiteUpdateLog:
             )
         self._maybe_checkpoint()
 
-    def _remember_base(self, room: str, digest: str, content: bytes) -> None:
-        self._db.execute(
-            "INSERT OR IGNORE INTO bases(room, hash, content) VALUES (?,?,?)",
-            (room, digest, content),
-        )
-        self._maybe_checkpoint()
-
     def _append(self, room: str, updates: list[bytes]) -> int:
         seq = self._last_seq.get(room)
         if seq is None:
@@ -340,45 +278,10 @@ class SQLiteUpdateLog:
             self._db.execute("DELETE FROM updates WHERE room=? AND seq<=?", (room, upto_seq))
         self._maybe_checkpoint()
 
-    def _set_base(self, room: str, etag: str, digest: str, content: bytes | None) -> None:
-        with self._db:
-            self._db.execute("BEGIN")
-            if content is not None:
-                self._db.execute(
-                    "INSERT OR IGNORE INTO bases(room, hash, content) VALUES (?,?,?)",
-                    (room, digest, content),
-                )
-            self._db.execute(
-                "UPDATE rooms SET base_etag=?, base_hash=?, base_content=NULL WHERE room=?",
-                (etag, digest, room),
-            )
-            self._db.execute("DELETE FROM bases WHERE room=? AND hash!=?", (room, digest))
-        if content is not None:
-            self._maybe_checkpoint()
-
-    def _set_lock_id(self, room: str, lock_id: str | None) -> None:
-        self._db.execute("UPDATE rooms SET lock_id=? WHERE room=?", (lock_id, room))
-
-    def _record_fork(self, copy: str, origin: str, base: bytes) -> None:
-        self._db.execute(
-            "INSERT OR REPLACE INTO forks(copy, origin, base, created) VALUES (?,?,?,?)",
-            (copy, origin, base, time.time()),
-        )
-
-    def _fork_of(self, copy: str) -> tuple[str, bytes] | None:
-        row = self._db.execute("SELECT origin, base FROM forks WHERE copy=?", (copy,)).fetchone()
-        return (str(row[0]), bytes(row[1])) if row else None
-
     # -- async API -------------------------------------------------------------------------
-
-    async def ensure_lineage(self, room: str) -> tuple[str, bool]:
-        return await self._run(self._ensure_lineage, room)
 
     async def load(self, room: str) -> StoredRoom | None:
         return await self._run(self._load, room)
-
-    async def has_lineage(self, lineage: str) -> bool:
-        return await self._run(self._has_lineage, lineage)
 
     async def start(
         self,
@@ -388,32 +291,14 @@ class SQLiteUpdateLog:
         base_hash: str,
         base_content: bytes,
     ) -> None:
-        packed = await _pack(base_content)
+        packed = await pack(base_content)
         await self._run(self._start, room, snapshot, base_etag, base_hash, packed)
-
-    async def remember_base(self, room: str, digest: str, content: bytes) -> None:
-        await self._run(self._remember_base, room, digest, await _pack(content))
 
     async def append(self, room: str, updates: list[bytes]) -> int:
         return await self._run(self._append, room, updates)
 
     async def compact(self, room: str, snapshot: bytes, upto_seq: int) -> None:
         await self._run(self._compact, room, snapshot, upto_seq)
-
-    async def set_base(
-        self, room: str, etag: str, digest: str, content: bytes | None = None
-    ) -> None:
-        packed = None if content is None else await _pack(content)
-        await self._run(self._set_base, room, etag, digest, packed)
-
-    async def set_lock_id(self, room: str, lock_id: str | None) -> None:
-        await self._run(self._set_lock_id, room, lock_id)
-
-    async def record_fork(self, copy_file_id: str, origin_file_id: str, base: bytes) -> None:
-        await self._run(self._record_fork, copy_file_id, origin_file_id, base)
-
-    async def fork_of(self, copy_file_id: str) -> tuple[str, bytes] | None:
-        return await self._run(self._fork_of, copy_file_id)
 
     async def aclose(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self._checkpointer.shutdown, True)

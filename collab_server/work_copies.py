@@ -15,8 +15,8 @@ from collab_server.protocol import CloseCode
 from collab_server.room import Room
 from collab_server.room_hooks import HookedRoom
 from collab_server.room_key import RoomKey
+from collab_server.room_metadata import RoomMetadata
 from collab_server.rooms import RoomRegistry
-from collab_server.update_log import RoomMetadata
 from storage_bridge.base import Storage
 from storage_bridge.types import ResourceId, User
 
