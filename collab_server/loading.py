@@ -95,6 +95,7 @@ def build_room(
         room=name,
         previous_lock_id=state.previous_lock_id,
         remember=lambda lock_id: store.set_lock_id(name, lock_id),
+        clock=parts.clock.time,
     )
     # Recent stored versions by etag: the merge base for external writers.
     base = StoredBase(

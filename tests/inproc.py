@@ -33,6 +33,7 @@ from collab_server.metrics import HubMetrics
 from collab_server.settings import Settings
 from collab_server.update_log import SQLiteUpdateLog
 from storage_bridge.local import LocalStorage
+from tests.fakes import ManualClock
 
 TOKEN = "inproc-token"
 
@@ -72,11 +73,19 @@ class InprocHub:
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     @classmethod
-    def build(cls, root: Path, data_dir: Path, **settings: Any) -> InprocHub:
+    def build(
+        cls, root: Path, data_dir: Path, *, clock: ManualClock | None = None, **settings: Any
+    ) -> InprocHub:
+        """``clock``: the hub's timers (snapshots, watcher, lock) and storage's lock expiry run
+        on it; otherwise on the event loop's clock."""
         values = {"snapshot_debounce": 0.05, "snapshot_max_debounce": 0.2, **settings}
         conf = Settings(root=root, data_dir=data_dir, token=TOKEN, **values)
-        storage = LocalStorage(root, conf.state_dir)
+        if clock is None:
+            storage = LocalStorage(root, conf.state_dir)
+        else:
+            storage = LocalStorage(root, conf.state_dir, clock=clock.time)
         hub = Hub(
+            clock=clock,
             settings=conf,
             storage=storage,
             update_log=SQLiteUpdateLog(conf.state_dir / "update-log.sqlite"),
@@ -212,8 +221,10 @@ class Client:
 
 
 @contextlib.asynccontextmanager
-async def running(root: Path, data_dir: Path, **settings: Any) -> AsyncIterator[InprocHub]:
-    hub = InprocHub.build(root, data_dir, **settings)
+async def running(
+    root: Path, data_dir: Path, *, clock: ManualClock | None = None, **settings: Any
+) -> AsyncIterator[InprocHub]:
+    hub = InprocHub.build(root, data_dir, clock=clock, **settings)
     try:
         yield hub
     finally:

@@ -15,7 +15,9 @@ import pytest
 
 from storage_bridge.errors import Locked
 from storage_bridge.local import LocalStorage
+from tests.fakes import ManualClock
 from tests.hubproc import HubProcess, notebook, write_notebook
+from tests.inproc import running
 from tests.yclient import YClient
 
 FAST = {
@@ -82,19 +84,37 @@ async def test_lock_held_while_open_refreshed_and_released(
     # a writer that respects locks (anything writing through storage) is refused
     with pytest.raises(Locked):
         await local.write("", "nb.ipynb", b"{}")
-    # refreshed across several expiry periods (3 s): never absent, expiration moves on
-    seen = {lock.expiration}
-    deadline = time.monotonic() + 8
-    while time.monotonic() < deadline:
-        current = await local.get_lock("", "nb.ipynb")
-        assert current is not None and current.lock_id == lock.lock_id
-        seen.add(current.expiration)
-        await asyncio.sleep(0.25)
-    assert len(seen) >= 4
+    # (refreshed across several expiry periods: test_lock_refreshed_across_expiry_periods)
     await client.close()
     # after the last client leaves and the grace period ends, the lock is released
     await _poll(lambda: "cs3collab_rooms 0.0" in httpx.get(f"{fast_hub.http_url}/metrics").text)
     assert await local.get_lock("", "nb.ipynb") is None
+
+
+async def test_lock_refreshed_across_expiry_periods(tmp_path: Path) -> None:
+    """The hub's lock keeper, watcher and storage's lock expiry on one clock the test moves:
+    8 s of lock life without waiting them (the end-to-end test above waited them)."""
+    clock = ManualClock()
+    root = tmp_path / "root"
+    settings = {"watch_interval": 0.2, "lock_expiry": 3.0, "lock_refresh": 1.0}
+    async with running(root, tmp_path / "data", clock=clock, **settings) as hub:
+        root.mkdir()
+        write_notebook(root / "nb.ipynb", notebook("a"))
+        client = await hub.connect(await hub.session("nb.ipynb"))
+        await client.wait_synced()
+        storage = hub.hub.storage
+        lock = await storage.get_lock("", "nb.ipynb")
+        assert lock is not None and lock.app_name == "cs3collab"
+        # refreshed across several expiry periods (3 s): never absent, expiration moves on
+        seen = {lock.expiration}
+        deadline = clock.time() + 8
+        while clock.time() < deadline:
+            current = await storage.get_lock("", "nb.ipynb")
+            assert current is not None and current.lock_id == lock.lock_id
+            seen.add(current.expiration)
+            await clock.advance(0.25)
+        assert len(seen) >= 4
+        client.leave()
 
 
 async def test_lock_expires_after_kill9(fast_hub: HubProcess, local: LocalStorage) -> None:
