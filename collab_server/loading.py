@@ -72,39 +72,23 @@ def build_room(
     principal: Principal,
     can_write: bool,
 ) -> Room:
-    name, settings, store = str(key), parts.settings, parts.store
+    """The room factory: every part of a room, built from ``state`` and handed to it."""
     awareness = Awareness(state.doc)
     clients: set[Connection] = set()
     outbox = RoomOutbox(
-        room=name,
-        log=store,
+        room=str(key),
+        log=parts.store,
         doc=state.doc,
         awareness=awareness,
         broadcaster=LocalBroadcaster(clients),
-        settings=settings,
+        settings=parts.settings,
         metrics=parts.metrics,
         doc_bytes=state.doc_bytes,
         log_ready=state.log_ready,
     )
-    lock = LockKeeper(
-        parts.storage,
-        resource_id,
-        app_name=settings.lock_app_name,
-        expiry=settings.lock_expiry,
-        refresh_every=settings.lock_refresh,
-        room=name,
-        previous_lock_id=state.previous_lock_id,
-        remember=lambda lock_id: store.set_lock_id(name, lock_id),
-        clock=parts.clock.time,
-    )
-    # Recent stored versions by etag: the merge base for external writers.
-    base = StoredBase(
-        room=name,
-        etag=state.base_etag,
-        digest=state.base_hash,
-        content=state.base_content,
-        versions=StoredVersions(settings.state_dir / "versions", name),
-        meta=store,
+    lock, base = (
+        _lock_keeper(parts, str(key), resource_id, state),
+        _stored_base(parts, str(key), state),
     )
 
     def storage_side(room: Room) -> StorageSync:
@@ -114,7 +98,7 @@ def build_room(
             resource_id=resource_id,
             base=base,
             lock=lock,
-            settings=settings,
+            settings=parts.settings,
             metrics=parts.metrics,
             clock=parts.clock,
         )
@@ -130,10 +114,39 @@ def build_room(
         outbox=outbox,
         sync=storage_side,
         hooks=parts.hooks,
-        settings=settings,
+        settings=parts.settings,
         metrics=parts.metrics,
         initial_token=principal.token,
         initial_token_can_write=can_write,
+    )
+
+
+def _lock_keeper(
+    parts: RoomParts, name: str, resource_id: ResourceId, state: LoadedState
+) -> LockKeeper:
+    settings, store = parts.settings, parts.store
+    return LockKeeper(
+        parts.storage,
+        resource_id,
+        app_name=settings.lock_app_name,
+        expiry=settings.lock_expiry,
+        refresh_every=settings.lock_refresh,
+        room=name,
+        previous_lock_id=state.previous_lock_id,
+        remember=lambda lock_id: store.set_lock_id(name, lock_id),
+        clock=parts.clock.time,
+    )
+
+
+def _stored_base(parts: RoomParts, name: str, state: LoadedState) -> StoredBase:
+    # Recent stored versions by etag: the merge base for external writers.
+    return StoredBase(
+        room=name,
+        etag=state.base_etag,
+        digest=state.base_hash,
+        content=state.base_content,
+        versions=StoredVersions(parts.settings.state_dir / "versions", name),
+        meta=parts.store,
     )
 
 
