@@ -62,8 +62,8 @@ class StarletteSocket:
     async def receive(self) -> bytes | None:
         try:
             message = await self._ws.receive()
-        except (WebSocketDisconnect, RuntimeError):
-            return None
+        except (WebSocketDisconnect, RuntimeError):  # RuntimeError: Starlette's "not connected"
+            return None  # the peer is gone: the hub's read loop ends the session
         if message["type"] == "websocket.disconnect":
             return None
         data = message.get("bytes")

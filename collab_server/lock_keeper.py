@@ -99,7 +99,8 @@ class LockKeeper:
         except Locked:
             try:
                 current = await self._storage.get_lock(token, self._rid)
-            except StorageError:
+            except StorageError as exc:  # who holds it is unknown: reported as "another app"
+                log.info("lock holder unknown", extra=kv(room=self._room, error=repr(exc)))
                 current = None
             ours = {self.lock_id, self._previous} - {None}
             if current is not None and current.app_name == self._app and current.lock_id in ours:
@@ -116,8 +117,12 @@ class LockKeeper:
             changed = previous is not LockState.FOREIGN or holder != self.holder
             self.holder = holder
             return LockChange(LockState.FOREIGN, holder, lost=False) if changed else None
-        except (PermissionDenied, NotFound, Unavailable):
-            return None  # a viewer's token, a file gone, storage down: try again later
+        except (PermissionDenied, NotFound, Unavailable) as exc:
+            # a viewer's token, a file gone, storage down: try again at the next tick
+            log.info(
+                "lock not taken; trying again later", extra=kv(room=self._room, error=repr(exc))
+            )
+            return None
         except StorageError as exc:
             # Backends without locks (reva local/eos without EOS...) answer with errors like
             # "unimplemented": run without a lock and rely on etags + merging.

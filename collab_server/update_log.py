@@ -154,6 +154,7 @@ class SQLiteUpdateLog(SQLiteRoomMetadata):
         )
         self._checkpointing: Future[None] | None = None
         self._checkpointed_at = 0  # WAL size when the last checkpoint was asked for
+        self._wal_missing = False
 
     CHECKPOINT_BYTES = 4 * 1024 * 1024
     WAL_LIMIT_BYTES = 4 * CHECKPOINT_BYTES
@@ -162,8 +163,12 @@ class SQLiteUpdateLog(SQLiteRoomMetadata):
         """After a commit (log thread): start a checkpoint if the WAL grew enough."""
         try:
             size = self._wal.stat().st_size
-        except OSError:
+        except OSError as exc:  # no WAL to measure: checkpoint at a later commit instead
+            if not self._wal_missing:
+                self._wal_missing = True  # said once, not at every commit
+                log.warning("update log WAL not found", extra=kv(error=repr(exc)))
             return
+        self._wal_missing = False
         if size < self._checkpointed_at:  # the WAL restarted from its beginning
             self._checkpointed_at = 0
         if size > self.WAL_LIMIT_BYTES:
