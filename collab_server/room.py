@@ -84,7 +84,7 @@ class Room:
         awareness: Awareness,
         clients: set[Connection],  # the same set the outbox's broadcaster sends to
         outbox: RoomOutbox,
-        sync: Callable[[Room], StorageSync],
+        sync: Callable[[Room], StorageSync],  # builds the storage side (it needs this room)
         hooks: RoomHooks,
         settings: Settings,
         metrics: HubMetrics,

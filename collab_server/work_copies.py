@@ -22,7 +22,7 @@ from storage_bridge.types import ResourceId, User
 
 log = get_logger("hub")
 
-# (key, kind's resource, principal, can_write) -> the live room, loaded if need be
+# (key, resource id, principal) -> the live room for an editor, loaded if need be
 Acquire = Callable[[RoomKey, ResourceId, Principal], Awaitable[Room]]
 
 
