@@ -1,6 +1,6 @@
 """The three servers under test, each started as a subprocess on a free loopback port.
 
-- ``Cs3collab``: the hub (``tests.hubproc.HubProcess``) with its production defaults
+- ``Cs3collab``: the hub (``devkit.hubproc.HubProcess``) with its production defaults
   (snapshot debounce 1 s / max 10 s); only the unload grace is shortened so that the final
   compaction of P5 happens within the run.
 - ``Jupyter``: a real ``jupyter server`` from the bench venv with jupyter-collaboration 5
@@ -24,7 +24,8 @@ from typing import Any
 import httpx
 
 from bench.setup import NODE_DIR, bench_python_bin
-from tests.hubproc import HubProcess, free_port
+from devkit.hubproc import HubProcess
+from devkit.ports import free_port
 
 TOKEN = "bench-token"
 

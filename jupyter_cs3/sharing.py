@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
 from storage_bridge.base import Storage
+from storage_bridge.cs3 import CS3Storage
 from storage_bridge.cs3_shares import ReceivedShare, Role, Share
 from storage_bridge.errors import (
     AlreadyExists,
@@ -227,12 +228,10 @@ def _locked(exc: Locked) -> SharingRefused:
 class CS3Sharing:
     """Sharing over a CS3 gateway (reva v2.27.7), as the Jupyter server's user."""
 
-    def __init__(self, backend: Backend) -> None:
-        from storage_bridge.cs3 import CS3Storage
-
-        assert isinstance(backend.storage, CS3Storage)
+    def __init__(self, backend: Backend, cs3: CS3Storage) -> None:
+        # The backend's own storage, passed typed by whoever built it (no isinstance check).
         self.backend = backend
-        self.cs3: CS3Storage = backend.storage
+        self.cs3 = cs3
 
     @property
     def available(self) -> bool:
@@ -524,7 +523,8 @@ async def _cs3_remove_link(sharing: CS3Sharing, link_id: str) -> None:
     await sharing.backend.run(op)
 
 
-def make_sharing(backend: Backend) -> Sharing:
-    if backend.kind == "cs3":
-        return CS3Sharing(backend)
+def make_sharing(backend: Backend, cs3: CS3Storage | None) -> Sharing:
+    """``CS3Sharing`` over ``cs3`` (the backend's storage) if there is one, else local."""
+    if cs3 is not None:
+        return CS3Sharing(backend, cs3)
     return LocalSharing(backend)

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.hubproc import HubProcess
+from devkit.hubproc import HubProcess
+from devkit.revad.launcher import USERS, RevadHandle, home_path, start_revad
 from tests.jupyter_cs3.jupyterproc import JupyterProcess, start_all
-from tests.revad.launcher import USERS, RevadHandle, home_path, start_revad
 
 DEMO_NB = {
     "cells": [
