@@ -29,7 +29,7 @@ from devkit.polling import wait_for_change
 class YClient:
     def __init__(self, url: str, kind: str = "notebook", max_size: int = 2**26) -> None:
         self.url = url
-        self.doc = Doc()
+        self.doc: Doc[Any] = Doc()
         self.view: YNotebook | YUnicode = (
             YNotebook(self.doc) if kind == "notebook" else YUnicode(self.doc)
         )

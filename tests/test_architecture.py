@@ -1,7 +1,9 @@
 """What the packages may import, read from their source with ``ast`` (nothing is imported).
 
 No import cycles; crdt/ and storage_bridge/ never import collab_server/; crdt/ is pure (none of
-the other packages, no I/O module); no module imports another module's private names.
+the other packages, no I/O module); no module imports another module's private names. Outside
+the shipped packages: bench/ never imports tests/ (their shared helpers are in devkit/), devkit/
+imports neither, and the shipped packages import none of the three.
 
 Every ``import`` counts, also one deferred into a function body or under ``TYPE_CHECKING``: a
 rule about what a package may depend on holds for all of its code.  ``from pkg import name``
@@ -160,6 +162,42 @@ def test_no_private_names_imported_across_modules() -> None:
                 node.level or in_packages(node.module or "", PACKAGES)
             ):
                 offenders += [(module, a.name) for a in node.names if a.name.startswith("_")]
+    assert offenders == []
+
+
+def folder_imports(folder: str) -> Iterator[tuple[str, str]]:
+    """(module, imported name) for every import in the ``.py`` files under ``folder``."""
+    for path in sorted((ROOT / folder).rglob("*.py")):
+        if "node_modules" in path.parts:
+            continue
+        module = module_name(path)
+        for name in imported_names(module, path):
+            yield module, name
+
+
+def test_folder_imports_are_read() -> None:
+    assert ("bench.servers", "devkit.hubproc") in set(folder_imports("bench"))
+
+
+def test_bench_never_imports_tests() -> None:
+    offenders = [(m, name) for m, name in folder_imports("bench") if in_packages(name, ["tests"])]
+    assert offenders == []
+
+
+def test_devkit_imports_neither_tests_nor_bench() -> None:
+    offenders = [
+        (m, name) for m, name in folder_imports("devkit") if in_packages(name, ["tests", "bench"])
+    ]
+    assert offenders == []
+
+
+def test_shipped_packages_import_no_dev_code() -> None:
+    offenders = [
+        (module, name)
+        for package in PACKAGES
+        for module, name in all_imports(package)
+        if in_packages(name, ["tests", "bench", "devkit"])
+    ]
     assert offenders == []
 
 
