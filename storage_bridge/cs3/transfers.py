@@ -5,6 +5,7 @@ GET / PUT on the returned endpoint with the gateway's ``httpx.AsyncClient`` (hea
 from __future__ import annotations
 
 import posixpath
+from typing import Any
 
 import httpx
 from cs3.storage.provider.v1beta1 import provider_api_pb2 as sp_pb
@@ -25,6 +26,21 @@ from storage_bridge.errors import (
 from storage_bridge.types import Ref, ResourceId
 
 
+def download_endpoint(resp: Any, token: str) -> tuple[str, dict[str, str]]:
+    """Where and with which headers to GET the bytes an ``InitiateFileDownload`` answer offers
+    (reva v2 offers "spaces" and "simple"; either works for a whole-file GET)."""
+    protocols = {p.protocol: p for p in resp.protocols}
+    proto = protocols.get("spaces") or protocols.get("simple")
+    if proto is None and resp.protocols:
+        proto = resp.protocols[0]
+    if proto is None:
+        raise StorageError("InitiateFileDownload: no download protocol offered")
+    headers = {"x-access-token": token}
+    if proto.token:
+        headers["X-Reva-Transfer"] = proto.token
+    return str(proto.download_endpoint), headers
+
+
 async def download(gw: Gateway, token: str, ref: Ref) -> tuple[bytes, str]:
     """The bytes and etag of ``ref`` (retried as a whole on ``Unavailable``)."""
     cs3ref = to_reference(ref, relative=True)
@@ -33,17 +49,9 @@ async def download(gw: Gateway, token: str, ref: Ref) -> tuple[bytes, str]:
         resp = await gw.checked(
             "InitiateFileDownload", sp_pb.InitiateFileDownloadRequest(ref=cs3ref), token
         )
-        protocols = {p.protocol: p for p in resp.protocols}
-        proto = protocols.get("spaces") or protocols.get("simple")
-        if proto is None and resp.protocols:
-            proto = resp.protocols[0]
-        if proto is None:
-            raise StorageError("InitiateFileDownload: no download protocol offered")
-        headers = {"x-access-token": token}
-        if proto.token:
-            headers["X-Reva-Transfer"] = proto.token
+        url, headers = download_endpoint(resp, token)
         try:
-            r = await gw.http.get(proto.download_endpoint, headers=headers)
+            r = await gw.http.get(url, headers=headers)
         except httpx.TransportError as exc:
             raise Unavailable(f"GET download: {exc!r}") from exc
         if r.status_code != 200:
