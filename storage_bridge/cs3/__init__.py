@@ -13,8 +13,8 @@
   ``Unavailable``; writes, moves, deletes and lock changes are never retried.
 
 Semantics verified against reva v2.27.7 with the ``ocis`` (decomposedfs) driver, see
-ARCHITECTURE §8 and ``storage_bridge/cs3_errors.py`` for how refusals are reported. Shares and
-user lookup are ``storage_bridge.cs3_shares``.
+ARCHITECTURE §8 and ``errors`` for how refusals are reported. Shares and user lookup are
+``shares`` (not imported here: the Storage protocol does not need them).
 """
 
 from storage_bridge.cs3.conversions import (

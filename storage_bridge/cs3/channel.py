@@ -23,8 +23,8 @@ from cs3.gateway.v1beta1 import gateway_api_pb2_grpc as gw_grpc
 from cs3.storage.provider.v1beta1 import provider_api_pb2 as sp_pb
 
 from storage_bridge.cs3.conversions import to_reference
+from storage_bridge.cs3.errors import CODE_OK, Op, rpc_error, status_error
 from storage_bridge.cs3.settings import CS3Settings
-from storage_bridge.cs3_errors import CODE_OK, Op, rpc_error, status_error
 from storage_bridge.errors import StorageError, Unavailable
 from storage_bridge.types import Ref
 

@@ -1,7 +1,7 @@
 """Lock messages of the ``cs3`` backend (SetLock, RefreshLock, Unlock, GetLock).
 
 Reva v2's gateway resolves lock calls only for id-based references, so every call here takes
-one (``CS3Storage._id_ref``). See ``storage_bridge.cs3_errors`` for how refusals map to
+one (``CS3Storage._id_ref``). See ``storage_bridge.cs3.errors`` for how refusals map to
 ``Locked``.
 """
 
@@ -15,7 +15,7 @@ from cs3.storage.provider.v1beta1 import resources_pb2 as sp_res
 
 from storage_bridge.cs3.channel import Gateway
 from storage_bridge.cs3.conversions import lock_from_cs3, timestamp, user_id
-from storage_bridge.cs3_errors import CODE_NOT_FOUND, CODE_OK, Op, status_error
+from storage_bridge.cs3.errors import CODE_NOT_FOUND, CODE_OK, Op, status_error
 from storage_bridge.errors import InvalidArgument
 from storage_bridge.types import Lock, User
 

@@ -25,9 +25,7 @@ from storage_bridge.cs3.conversions import (
     to_reference,
     user_from_cs3,
 )
-from storage_bridge.cs3.identity import TokenCache
-from storage_bridge.cs3.settings import CS3Settings
-from storage_bridge.cs3_errors import (
+from storage_bridge.cs3.errors import (
     CODE_INVALID_ARGUMENT,
     CODE_NOT_FOUND,
     CODE_OK,
@@ -36,6 +34,8 @@ from storage_bridge.cs3_errors import (
     Op,
     status_error,
 )
+from storage_bridge.cs3.identity import TokenCache
+from storage_bridge.cs3.settings import CS3Settings
 from storage_bridge.errors import (
     AlreadyExists,
     InvalidArgument,
@@ -287,7 +287,7 @@ class CS3Storage:
         lock = await self._lock(token, lock_id, app_name, None)
         await locks.unlock(self._gw, token, await self._id_ref(token, ref), lock)
 
-    # ---- helpers for cs3_shares ----
+    # ---- helpers for storage_bridge.cs3.shares ----
 
     async def call(self, method: str, request: Any, token: str, *, idempotent: bool = False) -> Any:
         """A checked gateway call as ``token`` (for helpers outside the Storage protocol)."""

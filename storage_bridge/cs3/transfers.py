@@ -14,7 +14,7 @@ from cs3.types.v1beta1 import types_pb2
 
 from storage_bridge.cs3.channel import Gateway
 from storage_bridge.cs3.conversions import normpath, to_reference
-from storage_bridge.cs3_errors import Op, http_error
+from storage_bridge.cs3.errors import Op, http_error
 from storage_bridge.errors import (
     InvalidArgument,
     Locked,

@@ -22,8 +22,8 @@ import httpx
 from cs3.storage.provider.v1beta1 import provider_api_pb2 as sp_pb
 
 from storage_bridge.cs3 import CS3Storage, to_reference
+from storage_bridge.cs3.errors import http_error
 from storage_bridge.cs3.transfers import download_endpoint
-from storage_bridge.cs3_errors import http_error
 from storage_bridge.errors import Unavailable
 
 log = logging.getLogger(__name__)

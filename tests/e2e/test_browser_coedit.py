@@ -23,7 +23,7 @@ import pytest
 
 from devkit.revad.launcher import USERS, RevadHandle, home_path
 from storage_bridge.cs3 import CS3Storage
-from storage_bridge.cs3_shares import accept_received_share, create_share
+from storage_bridge.cs3.shares import accept_received_share, create_share
 from tests.jupyter_cs3.devstack import DevStack, running_stack
 from tests.jupyter_cs3.jupyterproc import JupyterProcess
 

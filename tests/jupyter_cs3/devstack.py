@@ -125,7 +125,7 @@ def running_stack(
 async def make_demo(gateway: str) -> str:
     """einstein's welcome.ipynb shared with marie (editor); returns einstein's path."""
     from storage_bridge.cs3 import CS3Storage
-    from storage_bridge.cs3_shares import accept_received_share, create_share
+    from storage_bridge.cs3.shares import accept_received_share, create_share
     from storage_bridge.errors import AlreadyExists
 
     storage = CS3Storage(gateway)

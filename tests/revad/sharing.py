@@ -13,7 +13,7 @@ import pytest
 
 from devkit.revad.launcher import USERS, RevadHandle, home_path
 from storage_bridge.cs3 import CS3Storage
-from storage_bridge.cs3_shares import (
+from storage_bridge.cs3.shares import (
     accept_received_share,
     create_share,
     list_received_shares,

@@ -7,7 +7,7 @@ import pytest
 
 from devkit.revad.launcher import USERS, RevadHandle, home_path
 from storage_bridge.cs3 import CS3Settings, CS3Storage
-from storage_bridge.cs3_shares import (
+from storage_bridge.cs3.shares import (
     find_users,
     get_user,
     list_shares,
