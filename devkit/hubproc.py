@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from devkit.polling import http_ok, poll_until
+from devkit.polling import http_ok, poll_until, process_exited
 from devkit.ports import free_port
 
 
@@ -54,13 +54,10 @@ class HubProcess:
             *self.args,
         ]  # fmt: skip
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-        proc, log_path = self.proc, self.log_path
-
-        def exited() -> BaseException | None:
-            if proc.poll() is None:
-                return None
-            return RuntimeError(f"hub exited early:\n{log_path.read_text()[-4000:]}")
-
+        log_path = self.log_path
+        exited = process_exited(
+            self.proc, lambda: f"hub exited early:\n{log_path.read_text()[-4000:]}"
+        )
         ready = lambda: http_ok(f"{self.http_url}/readyz")  # noqa: E731
         if poll_until(ready, timeout=timeout, interval=0.05, failed=exited):
             return self

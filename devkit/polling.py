@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
 import time
 from collections.abc import Callable, Mapping
 
@@ -33,6 +34,18 @@ def poll_until(
             return True
         time.sleep(interval)
     return False
+
+
+def process_exited(
+    proc: subprocess.Popen[bytes], message: Callable[[], str]
+) -> Callable[[], BaseException | None]:
+    """A ``failed`` check for ``poll_until``: ``RuntimeError(message())`` once ``proc`` exited
+    (``message`` is called then, so it can read the process's log)."""
+
+    def check() -> BaseException | None:
+        return None if proc.poll() is None else RuntimeError(message())
+
+    return check
 
 
 def http_ok(url: str, *, headers: Mapping[str, str] | None = None, timeout: float = 1) -> bool:

@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import httpx
 
-from devkit.polling import http_ok, poll_until
+from devkit.polling import http_ok, poll_until, process_exited
 from devkit.ports import free_port
 
 
@@ -99,12 +99,9 @@ class JupyterProcess:
 
     def wait_ready(self, timeout: float = 60.0) -> JupyterProcess:
         assert self.proc is not None
-        proc = self.proc
-
-        def exited() -> BaseException | None:
-            if proc.poll() is None:
-                return None
-            return RuntimeError(f"jupyter server exited early:\n{self.logs()[-6000:]}")
+        exited = process_exited(
+            self.proc, lambda: f"jupyter server exited early:\n{self.logs()[-6000:]}"
+        )
 
         def ready() -> bool:
             return http_ok(f"{self.url}/api/status", headers=self.headers, timeout=2)
