@@ -3,7 +3,8 @@
 No import cycles; crdt/ and storage_bridge/ never import collab_server/; crdt/ is pure (none of
 the other packages, no I/O module); no module imports another module's private names. Outside
 the shipped packages: bench/ never imports tests/ (their shared helpers are in devkit/), devkit/
-imports neither, and the shipped packages import none of the three.
+imports neither, and the shipped packages import none of the three. jupyter_cs3/ never asks
+which storage backend it has (``isinstance(..., CS3Storage)``): it goes through ``Sharing``.
 
 Every ``import`` counts, also one deferred into a function body or under ``TYPE_CHECKING``: a
 rule about what a package may depend on holds for all of its code.  ``from pkg import name``
@@ -197,6 +198,39 @@ def test_shipped_packages_import_no_dev_code() -> None:
         for package in PACKAGES
         for module, name in all_imports(package)
         if in_packages(name, ["tests", "bench", "devkit"])
+    ]
+    assert offenders == []
+
+
+BACKEND_CLASSES = frozenset({"CS3Storage", "LocalStorage"})
+
+
+def backend_type_checks(source: str) -> list[int]:
+    """Lines of ``isinstance(x, <backend class>)`` calls (also in a tuple, or as ``mod.Class``)."""
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        if not (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "isinstance"):
+            continue
+        if len(node.args) != 2:
+            continue
+        kinds = node.args[1].elts if isinstance(node.args[1], ast.Tuple) else [node.args[1]]
+        names = {getattr(k, "id", None) or getattr(k, "attr", None) for k in kinds}
+        if names & BACKEND_CLASSES:
+            lines.append(node.lineno)
+    return lines
+
+
+def test_backend_type_checks_are_found() -> None:
+    assert backend_type_checks("isinstance(s, (int, cs3.CS3Storage))") == [1]
+    assert backend_type_checks("isinstance(s, Storage)") == []
+
+
+def test_jupyter_cs3_never_asks_which_backend_it_has() -> None:
+    offenders = [
+        (module, line)
+        for module, path in MODULES.items()
+        if module.startswith("jupyter_cs3")
+        for line in backend_type_checks(path.read_text(encoding="utf-8"))
     ]
     assert offenders == []
 
