@@ -42,6 +42,7 @@ from cs3.storage.provider.v1beta1 import resources_pb2 as sp_res
 
 from devkit.polling import poll_until
 from devkit.ports import free_ports
+from devkit.signals import StopRequest
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -327,14 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--timeout", type=float, default=60)
     args = parser.parse_args(argv)
-    stop = False
-
-    def on_signal(signum: int, frame: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = StopRequest()
     with running_revad(
         args.workdir, binary=args.binary, log_level=args.log_level, timeout=args.timeout
     ) as handle:
@@ -347,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
             "pid": handle.process.pid if handle.process else None,
         }
         print(json.dumps(info, indent=2), flush=True)
-        while not stop and handle.alive():
+        while not stop.requested and handle.alive():
             time.sleep(0.5)
         if not handle.alive():
             print(f"revad exited:\n{handle.log_tail()}", file=sys.stderr)
