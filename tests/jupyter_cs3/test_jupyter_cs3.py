@@ -12,12 +12,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import websockets
 from pycrdt import Map, Text
 
 from storage_bridge.cs3 import CS3Storage
-from tests.jupyter_cs3.devstack import DevStack, cs3_config
+from tests.jupyter_cs3.devstack import DevStack, cs3_config, public_files_url
 from tests.jupyter_cs3.jupyterproc import JupyterProcess
 from tests.jupyter_cs3.stack import (
     EMPTY_NB,
@@ -467,13 +468,27 @@ async def test_public_links_create_list_revoke(stack: Stack) -> None:
     assert created.status_code == 201, created.text
     link = created.json()
     assert link["token"] and link["password_protected"] is True and link["path"] == name
-    assert abs(link["expiration"] - expires) < 1 and link["url"] is None  # no public_link_url
+    assert abs(link["expiration"] - expires) < 1
+    assert link["url"] == public_files_url(stack.revad).format(token=link["token"], name=name)
     plain = einstein.request("POST", "/api/cs3/links", json={"path": name}).json()
     assert plain["password_protected"] is False and plain["expiration"] == 0
     listed = einstein.request("GET", "/api/cs3/links", params={"path": name}).json()
     assert {x["id"] for x in listed} == {link["id"], plain["id"]}
     past = einstein.request("POST", "/api/cs3/links", json={"path": name, "expiration": 1000})
     assert past.status_code == 400 and "future" in past.json()["message"]
-    for x in (link, plain):
-        assert einstein.request("DELETE", f"/api/cs3/links/{x['id']}").status_code == 204
-    assert einstein.request("GET", "/api/cs3/links", params={"path": name}).json() == []
+    # anonymous downloads (ocdav public-files): no cookie, no token; a password as Basic auth
+    stored = einstein.request("GET", f"/files/{name}").content
+    async with httpx.AsyncClient(timeout=30) as anonymous:
+        assert (await anonymous.get(plain["url"])).content == stored
+        assert (await anonymous.get(link["url"])).status_code == 401
+        wrong = await anonymous.get(link["url"], auth=("public", "not-it"))
+        assert wrong.status_code == 401
+        right = await anonymous.get(link["url"], auth=("public", "s3cret-pw"))
+        assert right.status_code == 200 and right.content == stored
+        for x in (link, plain):
+            assert einstein.request("DELETE", f"/api/cs3/links/{x['id']}").status_code == 204
+        assert einstein.request("GET", "/api/cs3/links", params={"path": name}).json() == []
+        # a revoked link downloads nothing
+        assert (await anonymous.get(plain["url"])).status_code == 404
+        gone = await anonymous.get(link["url"], auth=("public", "s3cret-pw"))
+        assert gone.status_code == 404
