@@ -184,6 +184,43 @@ async def test_two_users_two_servers_one_room(stack: Stack, cs3: CS3Storage) -> 
     await m.close()
 
 
+async def test_online_collaborators_across_servers(stack: Stack) -> None:
+    """JupyterLab:globalAwareness is relayed to the hub's presence room: einstein and marie,
+    each on their own server, see each other while both have the notebook open; richard,
+    online on a third server but not in that room, sees nobody."""
+    einstein, marie, richard = stack["einstein"], stack["marie"], stack["richard"]
+    name = new_name("presence")
+    put_notebook(einstein, name)
+    share(einstein, name, "marie", "editor")
+    marie_path = open_from_shares(marie, name)
+
+    def online(server: JupyterProcess) -> str:
+        room = "JupyterLab:globalAwareness"
+        return f"{server.ws_url}/api/collaboration/room/{room}?token={server.token}"
+
+    def names(c: YClient) -> set[str]:
+        return {s["user"]["username"] for i, s in c.awareness.states.items()
+                if i != c.doc.client_id and "user" in s}  # fmt: skip
+
+    people = {}
+    for user, server in (("einstein", einstein), ("marie", marie), ("richard", richard)):
+        people[user] = await YClient(online(server)).connect()
+        await people[user].set_awareness(
+            {"user": {"username": user}, "current": f"notebook:{name}"}
+        )
+    e_doc = await YClient(einstein.room_url(einstein.session(name).json())).connect()
+    m_doc = await YClient(marie.room_url(marie.session(marie_path).json())).connect()
+    try:
+        await people["einstein"].wait_for(lambda: names(people["einstein"]) == {"marie"})
+        await people["marie"].wait_for(lambda: names(people["marie"]) == {"einstein"})
+        assert names(people["richard"]) == set()
+        await m_doc.close()  # marie closes the notebook: no longer shown to einstein
+        await people["einstein"].wait_for(lambda: names(people["einstein"]) == set())
+    finally:
+        for c in (e_doc, m_doc, *people.values()):
+            await c.close()
+
+
 async def test_same_user_two_tabs(stack: Stack) -> None:
     einstein = stack["einstein"]
     name = new_name()
