@@ -53,6 +53,9 @@ SCREENSHOTS = (
     "file-info-lock.png",
     "share-dialog-links.png",
     "account.png",
+    "share-dialog-from-palette.png",
+    "shares-panel-show-in-files.png",
+    "share-dialog-removed.png",
 )
 
 
@@ -426,3 +429,105 @@ def test_file_info_shows_the_hubs_lock_and_the_account(
         raise
     finally:
         ctx.close()
+
+
+def _wait_unlocked(server: JupyterProcess, page: Any, name: str) -> None:
+    """Reva refuses to change the shares of a locked file: wait until the hub let go."""
+    deadline = _deadline(60)
+    while server.request("GET", "/api/cs3/info", params={"path": name}).json()["lock"]:
+        assert time.monotonic() < deadline, "the hub kept the lock after the tabs closed"
+        page.wait_for_timeout(250)
+
+
+def test_palette_share_decline_reveal_panel_role_and_remove(
+    stack: DevStack, browser: Any, artifacts: Path
+) -> None:
+    """The remaining UI paths: "Share Current Document…" from the command palette, Decline and
+    "Show in files" in the Shares panel, a role change in "Shared by me", and removing a
+    grantee in the Share dialog."""
+    einstein, marie = stack["einstein"], stack["marie"]
+    kept, declined = (f"{w}-{uuid.uuid4().hex[:6]}.ipynb" for w in ("kept", "declined"))
+    for name in (kept, declined):
+        _put(einstein, name)
+    r = einstein.request(
+        "POST", "/api/cs3/shares", json={"path": declined, "grantee": "marie", "role": "viewer"}
+    )
+    assert r.status_code == 201, r.text
+    rec_e, rec_m = Recorder(), Recorder()
+    ctx_e, page_e = _new_page(browser, rec_e)
+    ctx_m, page_m = _new_page(browser, rec_m)
+    try:
+        _open_lab(page_e, einstein, kept)
+        _wait_cell(page_e)
+        _palette(page_e, "Share Current Document…")
+        dialog = page_e.locator(".jp-Dialog .cs3-share")
+        dialog.wait_for(timeout=10_000)
+        page_e.locator(".jp-Dialog .jp-Dialog-header", has_text=f"Share {kept}").wait_for()
+        dialog.locator(".cs3-user-search").fill("mar")
+        dialog.locator(".cs3-found-user", has_text="Marie Curie").locator(".cs3-add").click()
+        dialog.locator('.cs3-grantee[data-username="marie"]').wait_for(timeout=15_000)
+        page_e.screenshot(path=str(artifacts / "share-dialog-from-palette.png"))
+        _close_dialog(page_e)
+
+        _open_lab(page_m, marie, None)
+        panel = _open_shares_panel(page_m)
+        for name in (kept, declined):
+            panel.locator(f'.cs3-pending .cs3-share-item[data-name="{name}"]').wait_for(
+                timeout=30_000
+            )
+        panel.locator(f'.cs3-pending .cs3-share-item[data-name="{declined}"] .cs3-decline').click()
+        panel.locator(f'.cs3-share-item[data-name="{declined}"]').wait_for(
+            state="detached", timeout=30_000
+        )
+        with_me = marie.request("GET", "/api/cs3/shares").json()["with_me"]
+        assert {s["id"]: s["state"] for s in with_me}[r.json()["id"]] == "rejected"
+        panel.locator(f'.cs3-pending .cs3-share-item[data-name="{kept}"] .cs3-accept').click()
+        mine = panel.locator(f'.cs3-with-me .cs3-share-item[data-name="{kept}"]')
+        mine.wait_for(timeout=30_000)
+        mine.locator(".cs3-reveal").click()
+        page_m.locator(".jp-BreadCrumbs", has_text="Shares").wait_for(timeout=30_000)
+        page_m.locator(".jp-DirListing-item.jp-mod-selected", has_text=kept).wait_for(
+            timeout=30_000
+        )
+        assert _file_item(page_m, declined).count() == 0
+        page_m.screenshot(path=str(artifacts / "shares-panel-show-in-files.png"))
+
+        # the role, changed in einstein's "Shared by me" (the notebook closed: no lock)
+        _palette(page_e, "Close All Tabs")
+        _wait_unlocked(einstein, page_e, kept)
+        panel_e = _open_shares_panel(page_e)
+        by_me = panel_e.locator(
+            f'.cs3-by-me .cs3-share-item[data-name="{kept}"][data-username="marie"]'
+        )
+        by_me.wait_for(timeout=30_000)
+        by_me.locator("select").select_option("editor")
+        deadline = _deadline(30)
+        while marie.contents(f"Shares/{kept}").json().get("writable") is not True:
+            assert time.monotonic() < deadline, "the role change did not reach marie"
+            page_m.wait_for_timeout(250)
+        _open_shares_panel(page_m).locator(
+            f'.cs3-with-me .cs3-share-item[data-name="{kept}"]', has_text="can edit"
+        ).wait_for(timeout=30_000)
+
+        # removed from the Share dialog: gone from her panel, her next open refused
+        page_e.locator('.jp-SideBar .lm-TabBar-tab[data-id="filebrowser"]').click()
+        _context_menu(page_e, kept, "Share…")
+        dialog = page_e.locator(".jp-Dialog .cs3-share")
+        dialog.locator('.cs3-grantee[data-username="marie"] .cs3-remove').click()
+        dialog.locator(".cs3-notice", has_text="no longer has access").wait_for(timeout=15_000)
+        dialog.locator(".cs3-no-grantees").wait_for(timeout=15_000)
+        page_e.screenshot(path=str(artifacts / "share-dialog-removed.png"))
+        _close_dialog(page_e)
+        page_m.locator(f'#cs3collab-shares .cs3-share-item[data-name="{kept}"]').wait_for(
+            state="detached", timeout=30_000
+        )
+        assert marie.contents(f"Shares/{kept}").status_code == 404
+        _assert_no_tokens(page_e, einstein, rec_e, marie)
+        _assert_no_tokens(page_m, marie, rec_m, einstein)
+    except BaseException:
+        page_e.screenshot(path=str(artifacts / "remaining-einstein-failure.png"))
+        page_m.screenshot(path=str(artifacts / "remaining-marie-failure.png"))
+        raise
+    finally:
+        ctx_e.close()
+        ctx_m.close()
