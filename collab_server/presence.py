@@ -190,7 +190,8 @@ class Presence:
         if isinstance(frame, AwarenessFrame):
             self._apply(member, parse_entries(frame.payload))
         elif isinstance(frame, QueryAwarenessFrame):
-            member.sent.clear()  # the client asks for everything again
+            # The client asks for everything again: resend all it may see (and remove the rest).
+            member.sent = dict.fromkeys(member.sent, -1)
             self._reconcile(member)
         elif isinstance(frame, SyncFrame) and frame.step == YSyncMessageType.SYNC_STEP1:
             member.conn.send(sync_step2_message(_EMPTY_UPDATE))

@@ -2,7 +2,7 @@
 
 Users see each other's ``user`` while they have a document room in common, never otherwise;
 the same user's tabs see each other's whole state; ids another socket owns cannot be
-overwritten; bad input costs only its socket.
+overwritten; a query is answered; bad input costs only its socket.
 """
 
 from __future__ import annotations
@@ -164,6 +164,12 @@ async def test_bad_input_costs_only_that_socket(
                 s.get("current") == "notebook:after.ipynb" for s in _others(einstein).values()
             )
         )
+        # a query (message type 3) is answered with every state the socket may see
+        frames = einstein.awareness_frames
+        assert einstein.ws is not None
+        await einstein.ws.send(b"\x03")
+        await einstein.wait_for(lambda: einstein.awareness_frames > frames)
+        assert len(_others(einstein)) == 1
     finally:
         await einstein.close()
         await tab2.close()
