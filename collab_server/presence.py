@@ -107,7 +107,7 @@ def _public(state: str) -> str:
     """What another user may see of a state: its ``user`` only."""
     try:
         value = json.loads(state)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # 64 KiB of "[" nests too deep for json
         raise ProtocolError(f"awareness state is not JSON: {exc}") from exc
     if not isinstance(value, dict):
         raise ProtocolError("awareness state must be a JSON object")

@@ -141,6 +141,8 @@ async def test_bad_input_costs_only_that_socket(
         cases: list[tuple[bytes, str]] = [
             (b"\x01\x05\x01", "truncated"),  # a payload shorter than it says
             (b"\x07", "unknown message type"),
+            (_frame([Entry(5_000_000, 1, "[" * 60_000)]), "not JSON"),  # nested too deep
+            (_frame([Entry(5_000_001, 1, "[1]")]), "JSON object"),
         ]
         big = json.dumps({"user": {"username": "x" * (70 * 1024)}})
         for data, why in cases:
