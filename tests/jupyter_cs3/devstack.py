@@ -62,6 +62,13 @@ def cs3_config(gateway: str, hub_url: str, user: str) -> dict[str, Any]:
     }
 
 
+def public_files_url(revad: RevadHandle) -> str:
+    """``CS3Config.public_link_url`` for the test revad: ocdav's anonymous download of a link
+    (tests/revad/gateway.toml serves it on the gateway's HTTP port)."""
+    port = revad.ports["GATEWAY_HTTP"]
+    return f"http://127.0.0.1:{port}/remote.php/dav/public-files/{{token}}/{{name}}"
+
+
 @dataclass
 class DevStack:
     revad: RevadHandle
@@ -110,7 +117,8 @@ def running_stack(
         servers = {
             user: JupyterProcess(
                 workdir / f"jupyter-{user}",
-                cs3_config(revad.gateway, hub.http_url, user),
+                cs3_config(revad.gateway, hub.http_url, user)
+                | {"public_link_url": public_files_url(revad)},
                 token=(tokens or {}).get(user) or secrets.token_urlsafe(16),
                 extra_config=extra_config or {},
             )
