@@ -19,11 +19,11 @@ from pycrdt import write_var_uint
 from websockets.exceptions import InvalidStatus
 
 from collab_server.awareness import Entry, encode_entries
+from devkit.hubproc import HubProcess
+from devkit.revad.launcher import RevadHandle
+from devkit.yclient import YClient
 from tests.collab_server.test_hub_cs3 import _cs3_hub, _open
-from tests.hubproc import HubProcess
-from tests.revad.launcher import RevadHandle
 from tests.revad.sharing import Shared, Tokens
-from tests.yclient import YClient
 
 pytestmark = pytest.mark.revad
 

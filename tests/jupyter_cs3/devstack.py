@@ -64,7 +64,7 @@ def cs3_config(gateway: str, hub_url: str, user: str) -> dict[str, Any]:
 
 def public_files_url(revad: RevadHandle) -> str:
     """``CS3Config.public_link_url`` for the test revad: ocdav's anonymous download of a link
-    (tests/revad/gateway.toml serves it on the gateway's HTTP port)."""
+    (devkit/revad/gateway.toml serves it on the gateway's HTTP port)."""
     port = revad.ports["GATEWAY_HTTP"]
     return f"http://127.0.0.1:{port}/remote.php/dav/public-files/{{token}}/{{name}}"
 
