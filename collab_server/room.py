@@ -227,6 +227,11 @@ class Room:
     def client_count(self) -> int:
         return len(self._clients)
 
+    @property
+    def clients(self) -> frozenset[Connection]:
+        """The sockets in the room now (a copy: only the room adds and removes them)."""
+        return frozenset(self._clients)
+
     def connections(self) -> list[Connection]:
         return list(self._clients)
 

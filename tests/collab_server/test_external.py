@@ -13,12 +13,12 @@ import httpx
 import nbformat
 import pytest
 
+from devkit.hubproc import HubProcess, notebook, write_notebook
+from devkit.yclient import YClient
 from storage_bridge.errors import Locked
 from storage_bridge.local import LocalStorage
 from tests.fakes import ManualClock
-from tests.hubproc import HubProcess, notebook, write_notebook
 from tests.inproc import running
-from tests.yclient import YClient
 
 FAST = {
     "CS3COLLAB_WATCH_INTERVAL": "0.2",

@@ -31,10 +31,10 @@ from collab_server.stored_base import StoredBase
 from collab_server.supervise import supervised
 from collab_server.versions import StoredVersions
 from crdt.documents import content_hash, kind_for
+from devkit.hubproc import notebook
 from storage_bridge.errors import PreconditionFailed
 from storage_bridge.types import Lock, User
 from tests.fakes import RID, ManualClock, MemoryStore, OneFileStorage, RecordingSocket, settle
-from tests.hubproc import notebook
 
 KIND = kind_for("json", "notebook")
 assert KIND is not None
