@@ -129,7 +129,10 @@ def _federated_id(contact: Contact) -> Any:
 
 
 def sent_from_cs3(s: Any) -> OCMShare:
-    perms = next((m.webdav_options.permissions for m in s.access_methods if m.HasField("webdav_options")), None)
+    perms = next(
+        (m.webdav_options.permissions for m in s.access_methods if m.HasField("webdav_options")),
+        None,
+    )
     uid = s.grantee.user_id
     return OCMShare(
         id=s.id.opaque_id,
@@ -191,9 +194,7 @@ async def provider_info(storage: CS3Storage, token: str, domain: str) -> Any:
     return resp.provider_info
 
 
-async def accept_invite(
-    storage: CS3Storage, token: str, invite_token: str, site: str
-) -> Contact:
+async def accept_invite(storage: CS3Storage, token: str, invite_token: str, site: str) -> Contact:
     """Accept an invite generated at ``site``: its user and ours become each other's contacts."""
     if not invite_token:
         raise InvalidArgument("an invite token is needed")
