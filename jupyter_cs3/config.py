@@ -80,6 +80,24 @@ class CS3Config(Configurable):
         ),
     )
 
+    # OCM (sharing across sites, jupyter_cs3/federation.py)
+    ocm_site = Unicode(
+        "",
+        config=True,
+        help=(
+            "This site's OCM domain, as the other sites' provider lists name it (e.g. "
+            "cernbox.cern.ch); shown with invites so the colleague knows where they come from."
+        ),
+    )
+    federated_folder = Unicode(
+        "Other sites",
+        config=True,
+        help=(
+            "Contents folder under which shares received from other sites (OCM) open; its "
+            "children are the accepted shares' ids (cs3 only)."
+        ),
+    )
+
     public_link_url = Unicode(
         "",
         config=True,

@@ -19,7 +19,7 @@ import posixpath
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from storage_bridge.base import Storage
 from storage_bridge.cs3_shares import ReceivedShare, Role, Share
@@ -31,6 +31,9 @@ from storage_bridge.errors import (
     StorageError,
 )
 from storage_bridge.types import Lock, Permissions, Resource, ResourceId, User
+
+if TYPE_CHECKING:
+    from jupyter_cs3.federation import Federation
 
 T = TypeVar("T")
 
@@ -47,6 +50,9 @@ class Backend(Protocol):
     async def user(self) -> User: ...
 
     async def storage_path(self, api_path: str) -> str: ...
+
+    @property
+    def ocm_site(self) -> str: ...
 
 
 log = logging.getLogger(__name__)
@@ -102,6 +108,11 @@ class Sharing(Protocol):
         """Whether this storage can share at all."""
         ...
 
+    @property
+    def federation(self) -> Federation:
+        """Sharing with users at other sites (OCM), ``jupyter_cs3.federation``."""
+        ...
+
     async def user(self, who: str) -> User:
         """A user by username or id, for display (``NotFound`` if there is none)."""
         ...
@@ -155,11 +166,18 @@ class LocalSharing:
     """A local folder: one user, no sharing; file details from the folder and the hub's locks."""
 
     def __init__(self, backend: Backend) -> None:
+        from jupyter_cs3.federation import LocalFederation
+
         self.backend = backend
+        self._federation = LocalFederation()
 
     @property
     def available(self) -> bool:
         return False
+
+    @property
+    def federation(self) -> Federation:
+        return self._federation
 
     def _unavailable(self) -> SharingUnavailable:
         return SharingUnavailable(LOCAL_MESSAGE)
@@ -228,15 +246,21 @@ class CS3Sharing:
     """Sharing over a CS3 gateway (reva v2.27.7), as the Jupyter server's user."""
 
     def __init__(self, backend: Backend) -> None:
+        from jupyter_cs3.federation import CS3Federation
         from storage_bridge.cs3 import CS3Storage
 
         assert isinstance(backend.storage, CS3Storage)
         self.backend = backend
         self.cs3: CS3Storage = backend.storage
+        self._federation = CS3Federation(backend, backend.ocm_site)
 
     @property
     def available(self) -> bool:
         return True
+
+    @property
+    def federation(self) -> Federation:
+        return self._federation
 
     async def user(self, who: str) -> User:
         from storage_bridge.cs3_shares import get_user

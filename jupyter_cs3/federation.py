@@ -1,0 +1,248 @@
+"""Sharing across sites (OCM) behind one interface (``Federation``), next to ``Sharing``.
+
+``Sharing.federation`` gives it; the REST handlers (``ocm_rest.py``) talk to it only:
+
+- ``CS3Federation``: invites, federated contacts and OCM shares over the user's own CS3 gateway
+  (``storage_bridge.cs3_ocm``); the gateway talks to the other site.
+- ``LocalFederation``: a local folder has no site; every call raises ``SharingUnavailable``.
+
+Received OCM shares are opened through our own gateway at ``/ocm/<share id>`` (reva's
+``ocmreceived`` storage provider); the contents path of that is ``<federated_folder>/<share id>``
+for a folder and ``<federated_folder>/<share id>/<file name>`` for a file (JupyterLab picks the
+editor by the file's extension, so a shared notebook keeps its name). ``Backend.storage_path`` maps
+them (``ocm_storage_path``).
+
+Errors meant for people are ``SharingRefused`` with a sentence the UI shows as it is.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from typing import TYPE_CHECKING, Literal, Protocol
+
+from storage_bridge.cs3_ocm import Contact, Invite, OCMShare, ReceivedOCMShare
+from storage_bridge.cs3_shares import Role
+from storage_bridge.errors import AlreadyExists, NotFound, PermissionDenied
+
+if TYPE_CHECKING:
+    from jupyter_cs3.sharing import Backend
+
+OCM_LOCAL_MESSAGE = (
+    "Sharing with other sites is not available here: this JupyterLab keeps its files in a local "
+    "folder, not in CS3 storage."
+)
+
+
+class Federation(Protocol):
+    """What the JupyterLab side needs to share across sites (OCM), whatever the storage."""
+
+    @property
+    def available(self) -> bool: ...
+
+    @property
+    def site(self) -> str:
+        """Our own OCM domain, for invites ("" if not configured)."""
+        ...
+
+    async def invite(self, description: str = "") -> Invite: ...
+
+    async def accept_invite(self, token: str, site: str) -> Contact: ...
+
+    async def contacts(self, query: str = "") -> list[Contact]: ...
+
+    async def share(self, api_path: str, contact: str, role: Role) -> OCMShare:
+        """Share with a contact (``id@site``, or its id, display name or mail)."""
+        ...
+
+    async def shares(self) -> list[OCMShare]: ...
+
+    async def unshare(self, share_id: str) -> None: ...
+
+    async def received(self) -> list[ReceivedOCMShare]: ...
+
+    async def set_received_state(
+        self, share_id: str, state: Literal["accepted", "rejected"]
+    ) -> ReceivedOCMShare: ...
+
+
+def _unavailable() -> Exception:
+    from jupyter_cs3.sharing import SharingUnavailable
+
+    return SharingUnavailable(OCM_LOCAL_MESSAGE)
+
+
+def _refused(status: int, message: str) -> Exception:
+    from jupyter_cs3.sharing import SharingRefused
+
+    return SharingRefused(status, message)
+
+
+class LocalFederation:
+    """A local folder: no site, nobody to federate with."""
+
+    @property
+    def available(self) -> bool:
+        return False
+
+    @property
+    def site(self) -> str:
+        return ""
+
+    async def invite(self, description: str = "") -> Invite:
+        raise _unavailable()
+
+    async def accept_invite(self, token: str, site: str) -> Contact:
+        raise _unavailable()
+
+    async def contacts(self, query: str = "") -> list[Contact]:
+        raise _unavailable()
+
+    async def share(self, api_path: str, contact: str, role: Role) -> OCMShare:
+        raise _unavailable()
+
+    async def shares(self) -> list[OCMShare]:
+        raise _unavailable()
+
+    async def unshare(self, share_id: str) -> None:
+        raise _unavailable()
+
+    async def received(self) -> list[ReceivedOCMShare]:
+        raise _unavailable()
+
+    async def set_received_state(
+        self, share_id: str, state: Literal["accepted", "rejected"]
+    ) -> ReceivedOCMShare:
+        raise _unavailable()
+
+
+OCM_OFF_MESSAGE = (
+    "Sharing with other sites is not set up on this server (CS3Config.ocm_site is empty): ask "
+    "the administrator to join this site to the mesh."
+)
+
+
+class CS3Federation:
+    """OCM over the user's CS3 gateway (reva v2.27.7), as the Jupyter server's user.
+
+    Off (``available`` False, every call refused with 501) unless ``CS3Config.ocm_site`` names
+    this site: a gateway without OCM services answers OCM calls with errors, and the Shares panel
+    must keep working there.
+    """
+
+    def __init__(self, backend: Backend, site: str) -> None:
+        from storage_bridge.cs3 import CS3Storage
+
+        assert isinstance(backend.storage, CS3Storage)
+        self.backend = backend
+        self.cs3: CS3Storage = backend.storage
+        self._site = site
+
+    @property
+    def available(self) -> bool:
+        return bool(self._site)
+
+    @property
+    def site(self) -> str:
+        return self._site
+
+    def _check(self) -> None:
+        if not self._site:
+            from jupyter_cs3.sharing import SharingUnavailable
+
+            raise SharingUnavailable(OCM_OFF_MESSAGE)
+
+    async def invite(self, description: str = "") -> Invite:
+        self._check()
+        from storage_bridge.cs3_ocm import generate_invite
+
+        return await self.backend.run(lambda t: generate_invite(self.cs3, t, description))
+
+    async def accept_invite(self, token: str, site: str) -> Contact:
+        self._check()
+        from storage_bridge.cs3_ocm import accept_invite
+
+        if site and site == self._site:
+            raise _refused(400, "This invite is from your own site: share with them directly.")
+        try:
+            return await self.backend.run(lambda t: accept_invite(self.cs3, t, token, site))
+        except NotFound as exc:
+            if "mesh" in str(exc):
+                raise _refused(404, f"There is no site {site!r} in this mesh.") from exc
+            raise _refused(
+                404, f"{site} does not know this invite (mistyped, expired or used already?)."
+            ) from exc
+        except AlreadyExists as exc:
+            raise _refused(409, "You are already in contact with whoever sent it.") from exc
+
+    async def contacts(self, query: str = "") -> list[Contact]:
+        self._check()
+        from storage_bridge.cs3_ocm import contacts
+
+        return await self.backend.run(lambda t: contacts(self.cs3, t, query))
+
+    async def share(self, api_path: str, contact: str, role: Role) -> OCMShare:
+        self._check()
+        from storage_bridge.cs3 import from_cs3_id
+        from storage_bridge.cs3_ocm import create_share, find_contact
+
+        sp = await self.backend.storage_path(api_path)
+        name = posixpath.basename(sp)
+        info = await self.backend.run(lambda t: self.cs3.resource_info(t, sp))
+        if not info.permission_set.add_grant:
+            raise _refused(403, f"You cannot share {name}: you only view it.")
+        if role == "editor" and not info.permission_set.initiate_file_upload:
+            raise _refused(403, f"You cannot let others edit {name}: you only view it.")
+        try:
+            who = await self.backend.run(lambda t: find_contact(self.cs3, t, contact))
+        except NotFound as exc:
+            raise _refused(
+                404, f"{contact!r} is not one of your contacts at other sites: invite them first."
+            ) from exc
+        label = who.display_name or who.address
+        rid = from_cs3_id(info.id)
+        if any(s.grantee == who.id and s.resource_id == rid for s in await self.shares()):
+            raise _refused(409, f"{label} already has access to {name}.")
+        try:
+            return await self.backend.run(lambda t: create_share(self.cs3, t, sp, who, role))
+        except PermissionDenied as exc:
+            raise _refused(403, f"You may not share {name}: {exc.message}") from exc
+
+    async def shares(self) -> list[OCMShare]:
+        self._check()
+        from storage_bridge.cs3_ocm import list_shares
+
+        return await self.backend.run(lambda t: list_shares(self.cs3, t))
+
+    async def unshare(self, share_id: str) -> None:
+        self._check()
+        from storage_bridge.cs3_ocm import remove_share
+
+        await self.backend.run(lambda t: remove_share(self.cs3, t, share_id))
+
+    async def received(self) -> list[ReceivedOCMShare]:
+        self._check()
+        from storage_bridge.cs3_ocm import list_received
+
+        return await self.backend.run(lambda t: list_received(self.cs3, t))
+
+    async def set_received_state(
+        self, share_id: str, state: Literal["accepted", "rejected"]
+    ) -> ReceivedOCMShare:
+        self._check()
+        from storage_bridge.cs3_ocm import set_received_state
+
+        return await self.backend.run(lambda t: set_received_state(self.cs3, t, share_id, state))
+
+
+def received_api_path(folder: str, share: ReceivedOCMShare) -> str | None:
+    """The contents path an accepted received share opens at (None while not accepted)."""
+    if share.state != "accepted" or not folder:
+        return None
+    base = posixpath.join(folder, share.id)
+    return base if share.is_dir else posixpath.join(base, share.name)
+
+
+def make_federation(backend: Backend, site: str) -> Federation:
+    if backend.kind == "cs3":
+        return CS3Federation(backend, site)
+    return LocalFederation()
