@@ -18,14 +18,28 @@ Errors meant for people are ``SharingRefused`` with a sentence the UI shows as i
 from __future__ import annotations
 
 import posixpath
-from typing import TYPE_CHECKING, Literal, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Literal, Protocol, TypeVar
 
+from jupyter_cs3.sharing_errors import SharingRefused, SharingUnavailable
+from storage_bridge.base import Storage
 from storage_bridge.cs3_ocm import Contact, Invite, OCMShare, ReceivedOCMShare
 from storage_bridge.cs3_shares import Role
 from storage_bridge.errors import AlreadyExists, NotFound, PermissionDenied
 
-if TYPE_CHECKING:
-    from jupyter_cs3.sharing import Backend
+T = TypeVar("T")
+
+
+class Backend(Protocol):
+    """What federation needs of ``jupyter_cs3.backend.Backend``."""
+
+    kind: str
+    storage: Storage
+
+    async def run(self, op: Callable[[str], Awaitable[T]]) -> T: ...
+
+    async def storage_path(self, api_path: str) -> str: ...
+
 
 OCM_LOCAL_MESSAGE = (
     "Sharing with other sites is not available here: this JupyterLab keeps its files in a local "
@@ -66,14 +80,10 @@ class Federation(Protocol):
 
 
 def _unavailable() -> Exception:
-    from jupyter_cs3.sharing import SharingUnavailable
-
     return SharingUnavailable(OCM_LOCAL_MESSAGE)
 
 
 def _refused(status: int, message: str) -> Exception:
-    from jupyter_cs3.sharing import SharingRefused
-
     return SharingRefused(status, message)
 
 
@@ -147,8 +157,6 @@ class CS3Federation:
 
     def _check(self) -> None:
         if not self._site:
-            from jupyter_cs3.sharing import SharingUnavailable
-
             raise SharingUnavailable(OCM_OFF_MESSAGE)
 
     async def invite(self, description: str = "") -> Invite:

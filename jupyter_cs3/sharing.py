@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
+from jupyter_cs3.sharing_errors import SharingRefused, SharingUnavailable
 from storage_bridge.base import Storage
 from storage_bridge.cs3_shares import ReceivedShare, Role, Share
 from storage_bridge.errors import (
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from jupyter_cs3.federation import Federation
 
 T = TypeVar("T")
+__all__ = ["SharingRefused", "SharingUnavailable"]  # defined in sharing_errors (federation too)
 
 
 class Backend(Protocol):
@@ -63,19 +65,6 @@ LOCAL_MESSAGE = (
     "Sharing is not available here: this JupyterLab keeps its files in a local folder, "
     "not in CS3 storage."
 )
-
-
-class SharingUnavailable(Exception):
-    """This storage cannot share (HTTP 501); the message says so in plain words."""
-
-
-class SharingRefused(Exception):
-    """A sharing request that cannot be done as asked; ``status`` is the HTTP status."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 @dataclass(frozen=True, slots=True)
