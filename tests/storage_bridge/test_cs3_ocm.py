@@ -11,7 +11,7 @@ import pytest
 
 from storage_bridge import cs3_ocm
 from storage_bridge.cs3 import CS3Storage
-from storage_bridge.errors import NotFound, StorageError
+from storage_bridge.errors import AlreadyExists, NotFound, StorageError
 from tests.revad.ocm.sites import Site
 
 pytestmark = pytest.mark.revad
@@ -28,6 +28,7 @@ class Mesh:
     einstein: str  # token at A
     lise: str  # token at B
     niels: str  # token at B
+    ida: str  # token at B; nobody else in the session befriends her (tests/revad/ocm/sites.py)
 
 
 @pytest.fixture
@@ -38,6 +39,7 @@ async def mesh(ocm_sites: tuple[Site, Site]) -> AsyncIterator[Mesh]:
         await at_a.authenticate("einstein", a.users["einstein"][0]),
         await at_b.authenticate("lise", b.users["lise"][0]),
         await at_b.authenticate("niels", b.users["niels"][0]),
+        await at_b.authenticate("ida", b.users["ida"][0]),
     ]
     yield Mesh(a, b, at_a, at_b, *tokens)
     await at_a.aclose()
@@ -59,29 +61,33 @@ async def befriend(m: Mesh, token_b: str) -> tuple[cs3_ocm.Contact, cs3_ocm.Cont
 
 
 async def test_invite_flow_makes_both_contacts(mesh: Mesh) -> None:
-    invite = await cs3_ocm.generate_invite(mesh.at_a, mesh.einstein, "for lise")
+    invite = await cs3_ocm.generate_invite(mesh.at_a, mesh.einstein, "for ida")
     assert invite.token
-    einstein = await cs3_ocm.accept_invite(mesh.at_b, mesh.lise, invite.token, mesh.a.domain)
+    assert not [c for c in await cs3_ocm.contacts(mesh.at_b, mesh.ida)]
+    einstein = await cs3_ocm.accept_invite(mesh.at_b, mesh.ida, invite.token, mesh.a.domain)
     # B sees einstein as a federated user of site A ...
     assert einstein.site == mesh.a.domain
     assert einstein.display_name == "Albert Einstein"
-    at_b = await cs3_ocm.contacts(mesh.at_b, mesh.lise)
+    at_b = await cs3_ocm.contacts(mesh.at_b, mesh.ida)
     assert [(c.id, c.site) for c in at_b] == [(einstein.id, mesh.a.domain)]
-    # ... and A sees lise as a federated user of site B.
+    # ... and A sees ida as a federated user of site B.
     at_a = await cs3_ocm.contacts(mesh.at_a, mesh.einstein)
-    lise = [c for c in at_a if c.display_name == "Lise Meitner"]
-    assert len(lise) == 1 and lise[0].site == mesh.b.domain
-    assert await cs3_ocm.find_contact(mesh.at_a, mesh.einstein, lise[0].address) == lise[0]
-    # niels accepted nothing: he has no contacts, and einstein's token is single-use per user.
-    assert await cs3_ocm.contacts(mesh.at_b, mesh.niels) == []
+    ida = [c for c in at_a if c.display_name == "Ida Noddack"]
+    assert len(ida) == 1 and ida[0].site == mesh.b.domain
+    assert await cs3_ocm.find_contact(mesh.at_a, mesh.einstein, ida[0].address) == ida[0]
+    # accepting again is refused by A's invite manager
+    again = await cs3_ocm.generate_invite(mesh.at_a, mesh.einstein)
+    with pytest.raises(AlreadyExists):
+        await cs3_ocm.accept_invite(mesh.at_b, mesh.ida, again.token, mesh.a.domain)
 
 
 async def test_unknown_site_and_bad_token_are_refused(mesh: Mesh) -> None:
-    with pytest.raises(NotFound):
+    before = await cs3_ocm.contacts(mesh.at_b, mesh.niels)
+    with pytest.raises(NotFound, match="not a site of this mesh"):
         await cs3_ocm.accept_invite(mesh.at_b, mesh.niels, "whatever", "nowhere.example")
     with pytest.raises(NotFound, match="token not found"):  # A's invite manager, via B
         await cs3_ocm.accept_invite(mesh.at_b, mesh.niels, uuid.uuid4().hex, mesh.a.domain)
-    assert await cs3_ocm.contacts(mesh.at_b, mesh.niels) == []
+    assert await cs3_ocm.contacts(mesh.at_b, mesh.niels) == before
 
 
 async def test_federated_editor_share_is_received_accepted_and_opened(mesh: Mesh) -> None:

@@ -16,8 +16,8 @@ the same ``ocm-providers.json`` (the mesh: both domains and their ocmd URLs), so
 sites are picked before either is rendered.
 
 Site A (domain ``cs3collab-a.test``) has the one-site users (einstein, marie, richard); site B
-(``cs3collab-b.test``) has lise and niels (``users-b.demo.json``). The two sites have different JWT
-secrets: a token of one site is worthless at the other.
+(``cs3collab-b.test``) has lise, niels and ida (``users-b.demo.json``). The two sites have
+different JWT secrets: a token of one site is worthless at the other.
 
 CLI: ``python -m tests.revad.ocm.sites [--workdir DIR]`` starts both, prints their addresses as
 JSON and runs until interrupted (``scripts/dev-stack --sites 2`` uses it).
@@ -74,6 +74,7 @@ OCM_STORAGE_ID = "89f37a33-858b-45fa-8890-a1f2b27d90e1"  # = reva's utils.OCMSto
 SITE_B_USERS: dict[str, tuple[str, str]] = {  # username -> (password, opaque id)
     "lise": ("fission", "b7c1e3a2-5d4f-4e8a-9c21-3f6a8d0e1b42"),
     "niels": ("complementarity", "e2a9d4c6-1b3f-4c7e-8d5a-6f0b2c9e4a17"),
+    "ida": ("rhenium", "0f3b8e21-7c4d-4a9e-b5f6-2d1c8a7e9b30"),  # for the invite flow tests only
 }
 SITES = {  # name -> (OCM domain, users, the user whose login tells the site is up)
     "a": ("cs3collab-a.test", launcher.USERS, "einstein"),
