@@ -25,9 +25,13 @@ lifetime (``token_expiration`` in the invite manager config, default 24 h).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+import grpc
+import grpc.aio
+from cs3.gateway.v1beta1 import gateway_api_pb2 as gw_pb
+from cs3.gateway.v1beta1 import gateway_api_pb2_grpc as gw_grpc
 from cs3.identity.user.v1beta1 import resources_pb2 as user_res
 from cs3.ocm.invite.v1beta1 import invite_api_pb2 as inv_pb
 from cs3.ocm.invite.v1beta1 import resources_pb2 as inv_res
@@ -37,8 +41,9 @@ from cs3.sharing.ocm.v1beta1 import resources_pb2 as ocm_res
 from cs3.storage.provider.v1beta1 import resources_pb2 as sp_res
 from google.protobuf import field_mask_pb2
 
+from storage_bridge.cs3_errors import CODE_OK, rpc_error
 from storage_bridge.cs3_shares import Role, role_of, role_permissions
-from storage_bridge.errors import InvalidArgument, NotFound, StorageError
+from storage_bridge.errors import InvalidArgument, NotFound, StorageError, Unauthenticated
 from storage_bridge.types import Permissions, Ref, ResourceId
 
 if TYPE_CHECKING:
@@ -103,6 +108,9 @@ class ReceivedOCMShare:
     is_dir: bool
     webdav_uri: str
     ctime: float
+    # The share's WebDAV secret: what the owner site's ocmshares auth turns into a share-scoped
+    # token (``share_token``). Never sent to browsers (jupyter_cs3.ocm_rest leaves it out).
+    secret: str = field(default="", repr=False)
 
     @property
     def path(self) -> str:
@@ -162,6 +170,7 @@ def received_from_cs3(r: Any) -> ReceivedOCMShare:
         is_dir=r.resource_type == sp_res.RESOURCE_TYPE_CONTAINER,
         webdav_uri=dav.uri if dav is not None else "",
         ctime=_ts(r.ctime),
+        secret=dav.shared_secret if dav is not None else "",
     )
 
 
@@ -318,3 +327,28 @@ async def set_received_state(
         idempotent=True,
     )
     return received_from_cs3(again.share)
+
+
+# ---- the owner site's side of a federated share ----
+
+
+async def share_token(gateway: str, remote_share_id: str, secret: str, timeout: float = 10) -> str:
+    """A token of the *owner* site's gateway, scoped to one OCM share, for its remote grantee.
+
+    reva's ``ocmshares`` auth manager checks the secret against the share (GetOCMShareByToken),
+    answers as the grantee (the federated user the owner site knows) and scopes the token to
+    the shared resource with the share's role. After ``remove_share`` it refuses:
+    ``Unauthenticated``. A channel of its own: this call carries no user token.
+    """
+    req = gw_pb.AuthenticateRequest(
+        type="ocmshares", client_id=remote_share_id, client_secret=secret
+    )
+    async with grpc.aio.insecure_channel(gateway) as channel:
+        try:
+            resp = await gw_grpc.GatewayAPIStub(channel).Authenticate(req, timeout=timeout)
+        except grpc.RpcError as exc:
+            raise rpc_error(exc, call="Authenticate") from exc
+    if resp.status.code != CODE_OK:
+        raise Unauthenticated(f"ocmshares: {resp.status.message or resp.status.code}")
+    token: str = resp.token
+    return token

@@ -11,7 +11,7 @@ import pytest
 
 from storage_bridge import cs3_ocm
 from storage_bridge.cs3 import CS3Storage
-from storage_bridge.errors import AlreadyExists, NotFound, StorageError
+from storage_bridge.errors import AlreadyExists, NotFound, StorageError, Unauthenticated
 from tests.revad.ocm.sites import Site
 
 pytestmark = pytest.mark.revad
@@ -163,3 +163,34 @@ async def test_revoking_cuts_the_other_site_off(mesh: Mesh) -> None:
     assert sent.id not in {s.id for s in await cs3_ocm.list_shares(mesh.at_a, mesh.einstein)}
     with pytest.raises(StorageError):
         await mesh.at_b.read(mesh.lise, got.path)
+
+
+async def test_share_secret_is_a_share_scoped_credential_at_the_owner_site(mesh: Mesh) -> None:
+    """The building block of one live room across sites (ARCHITECTURE §9): what B holds (the
+    received share's id at A and its secret) gets a token at A that sees exactly einstein's
+    resource (same id: same room at A's hub) with the share's role, and stops after revoke."""
+    path, sent, got = await share_with(mesh, mesh.lise, "editor")
+    owner = await mesh.at_a.stat(mesh.einstein, path)
+    assert got.remote_id == sent.id and got.secret
+    token = await cs3_ocm.share_token(mesh.a.gateway, got.remote_id, got.secret)
+    who = await mesh.at_a.whoami(token)
+    assert who.display_name == "Lise Meitner" and who.idp == mesh.b.domain
+    st = await mesh.at_a.stat(token, owner.id)
+    assert st.id == owner.id and (st.permissions.read, st.permissions.write) == (True, True)
+    # scoped: einstein's home (or anything else of his) stays out of reach
+    with pytest.raises(StorageError):
+        await mesh.at_a.list(token, mesh.a.home("einstein"))
+    # a wrong secret, and the right one after revoke, are refused
+    with pytest.raises(Unauthenticated):
+        await cs3_ocm.share_token(mesh.a.gateway, got.remote_id, "not-the-secret")
+    await cs3_ocm.remove_share(mesh.at_a, mesh.einstein, sent.id)
+    with pytest.raises(Unauthenticated):
+        await cs3_ocm.share_token(mesh.a.gateway, got.remote_id, got.secret)
+
+
+async def test_viewer_share_token_cannot_write(mesh: Mesh) -> None:
+    path, _, got = await share_with(mesh, mesh.niels, "viewer")
+    owner = await mesh.at_a.stat(mesh.einstein, path)
+    token = await cs3_ocm.share_token(mesh.a.gateway, got.remote_id, got.secret)
+    st = await mesh.at_a.stat(token, owner.id)
+    assert (st.permissions.read, st.permissions.write) == (True, False)
