@@ -21,6 +21,7 @@ from collab_server.hub import Hub, HubError
 from collab_server.logs import get_logger, kv
 from collab_server.loop_lag import watch_loop_lag
 from collab_server.metrics import HubMetrics
+from collab_server.ocm_auth import OCMShareAuthenticator
 from collab_server.settings import Settings
 from collab_server.update_log import SQLiteUpdateLog
 from collab_server.wsprotocol import EXTENSION as FRAME_WRITER
@@ -116,7 +117,9 @@ def build_authenticator(settings: Settings, storage: Storage) -> Authenticator:
             raise ValueError("local mode needs a token (CS3COLLAB_TOKEN or --token)")
         user = User(id="local", username=getpass.getuser(), display_name=getpass.getuser())
         return StaticTokenAuthenticator(settings.token, user)
-    return StorageAuthenticator(storage, cache_seconds=settings.auth_cache_seconds)
+    inner = StorageAuthenticator(storage, cache_seconds=settings.auth_cache_seconds)
+    # OCM (issue 17): remote sites' Jupyter servers authenticate with a share id + secret.
+    return OCMShareAuthenticator(inner, settings.gateway, cache_seconds=settings.auth_cache_seconds)
 
 
 def index_page(settings: Settings) -> str:

@@ -331,6 +331,19 @@ async def set_received_state(
 
 # ---- the owner site's side of a federated share ----
 
+OCM_CREDENTIAL_PREFIX = "ocmshare:"
+
+
+def ocm_credential(share_id: str, secret: str) -> str:
+    """What a remote site's server sends the owner site's hub as its bearer token."""
+    return f"{OCM_CREDENTIAL_PREFIX}{share_id}:{secret}"
+
+
+def ocm_public_path(share_id: str) -> str:
+    """The owner site's path of a share, stat-ed with its scoped token (reva's OCM namespace):
+    the owner's resource itself (same resource id)."""
+    return f"/public/{share_id}"
+
 
 async def share_token(gateway: str, remote_share_id: str, secret: str, timeout: float = 10) -> str:
     """A token of the *owner* site's gateway, scoped to one OCM share, for its remote grantee.
