@@ -148,11 +148,18 @@ async def test_one_room_across_sites(mesh: dict[str, Any]) -> None:
     finally:
         await storage.aclose()
 
-    # revoke: lise's next session is refused by A's hub (mid-session close: not built, §9)
-    await e.close()
-    await li.close()
+    # revoke mid-session: A's hub closes lise's socket with a reason (B's relay passes it on);
+    # einstein stays, and lise's next session is refused
     revoked = einstein.request("DELETE", f"/api/cs3/ocm/shares/{received['sent_id']}")
     assert revoked.status_code == 204
+    t0 = time.perf_counter()
+    assert await li.wait_closed(timeout=5) == 4403
+    print(f"revoked socket closed after {time.perf_counter() - t0:.2f} s")
+    assert li.close_reason == "the owner revoked this share"
+    assert e.close_code is None
+    e.append_source(0, "still here")
+    await e.wait_for(lambda: "still here" in e.sources()[0], timeout=2)
+    await e.close()
     again = lise.session(received["path"])
     assert again.status_code in (403, 404), again.text
 
