@@ -38,13 +38,23 @@ log = logging.getLogger(__name__)
 
 
 def contact_json(c: Contact) -> dict[str, Any]:
+    # username/idp too, so the UI can show a contact wherever it shows a user
     return {
         "id": c.id,
         "site": c.site,
         "address": c.address,
         "display_name": c.display_name,
         "mail": c.mail,
+        "username": c.address,
+        "idp": c.site,
     }
+
+
+def _someone(user_id: str, site: str, contacts: dict[str, Contact]) -> dict[str, Any]:
+    known = contacts.get(user_id)
+    if known is not None:
+        return contact_json(known)
+    return {"id": user_id, "site": site, "username": "", "display_name": "", "idp": site}
 
 
 async def sent_json(backend: Backend, s: OCMShare, contacts: dict[str, Contact]) -> dict[str, Any]:
@@ -54,7 +64,6 @@ async def sent_json(backend: Backend, s: OCMShare, contacts: dict[str, Contact])
         path = await backend.api_path(res.path)
     except StorageError as exc:  # deleted since it was shared: still listed, so it can be revoked
         log.info("jupyter_cs3: resource of OCM share %s not found: %s", s.id, exc)
-    who = contacts.get(s.grantee)
     return {
         "id": s.id,
         "kind": "ocm",
@@ -63,12 +72,14 @@ async def sent_json(backend: Backend, s: OCMShare, contacts: dict[str, Contact])
         "name": s.name,
         "file_id": s.resource_id.to_file_id(),
         "role": s.role,
-        "grantee": contact_json(who) if who else {"id": s.grantee, "site": s.grantee_site},
+        "grantee": _someone(s.grantee, s.grantee_site, contacts),
         "ctime": s.ctime,
     }
 
 
-def received_json(backend: Backend, r: ReceivedOCMShare) -> dict[str, Any]:
+def received_json(
+    backend: Backend, r: ReceivedOCMShare, contacts: dict[str, Contact]
+) -> dict[str, Any]:
     return {
         "id": r.id,
         "kind": "ocm",
@@ -78,7 +89,7 @@ def received_json(backend: Backend, r: ReceivedOCMShare) -> dict[str, Any]:
         "name": r.name,
         "is_dir": r.is_dir,
         "role": r.role,
-        "owner": {"id": r.owner, "site": r.owner_site},
+        "owner": _someone(r.owner, r.owner_site, contacts),
         "ctime": r.ctime,
     }
 
@@ -90,7 +101,7 @@ async def federated_json(backend: Backend) -> tuple[list[dict[str, Any]], list[d
         return [], []
     contacts = {c.id: c for c in await fed.contacts()}
     by_me = [await sent_json(backend, s, contacts) for s in await fed.shares()]
-    with_me = [received_json(backend, r) for r in await fed.received()]
+    with_me = [received_json(backend, r, contacts) for r in await fed.received()]
     return by_me, with_me
 
 
@@ -212,9 +223,10 @@ class OCMReceivedHandler(_OCMHandler):
             raise web.HTTPError(400, "state must be accepted or rejected")
         try:
             received = await self.federation.set_received_state(share_id, state)
+            contacts = {c.id: c for c in await self.federation.contacts()}
         except Exception as exc:
             raise self._fail(exc, share_id) from exc
-        self.finish(json.dumps(received_json(self.backend, received)))
+        self.finish(json.dumps(received_json(self.backend, received, contacts)))
 
     @web.authenticated
     @authorized
