@@ -82,9 +82,9 @@ export function OtherSitesTab(props: IOtherSitesProps): JSX.Element {
           </select>
         </div>
       )}
-      <ul className="cs3-contacts">
+      <ul className="cs3-found cs3-contacts">
         {(contacts ?? []).map(c => (
-          <li key={c.address} className="cs3-contact" data-site={c.site}>
+          <li key={c.address} className="cs3-found-user cs3-contact" data-site={c.site}>
             <span className="cs3-user">
               <strong>{c.display_name || c.id}</strong>{' '}
               <span className="cs3-muted">{c.site}</span>

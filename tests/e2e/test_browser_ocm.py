@@ -1,0 +1,114 @@
+"""@cs3collab/lab in Chromium, across sites: einstein (site A) shares a notebook with lise
+(site B) through the Share dialog's "Other sites" tab, as editor; lise's server sees it pending,
+marked with einstein's site. Real parts: two OCM revads (tests/revad/ocm), einstein's JupyterLab
+on A, lise's Jupyter server on B (driven through its REST API, as her Shares panel would).
+
+Screenshot: test-artifacts/e2e/share-dialog-other-sites.png.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.test_browser_coedit import LAB_SETTINGS
+from tests.e2e.test_browser_sharing import (
+    Recorder,
+    _assert_no_tokens,
+    _context_menu,
+    _new_page,
+    _open_lab,
+    _put,
+)
+from tests.jupyter_cs3.jupyterproc import JupyterProcess, start_all
+from tests.revad.ocm.sites import Site
+
+pytestmark = [pytest.mark.e2e, pytest.mark.revad]
+
+
+@pytest.fixture(scope="module")
+def servers(
+    ocm_sites: tuple[Site, Site], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, JupyterProcess]]:
+    a, b = ocm_sites
+    work = tmp_path_factory.mktemp("e2e-ocm")
+    settings = work / "lab-settings"
+    for name, value in LAB_SETTINGS.items():
+        (settings / name).parent.mkdir(parents=True, exist_ok=True)
+        (settings / name).write_text(json.dumps(value))
+    procs = {}
+    for user, site in (("einstein", a), ("lise", b)):
+        cs3 = {
+            "storage": "cs3",
+            "gateway": site.gateway,
+            "username": user,
+            "password": site.users[user][0],
+            "hub_url": "http://127.0.0.1:9",  # no room is opened here
+            "ocm_site": site.domain,
+        }
+        procs[user] = JupyterProcess(
+            work / user,
+            cs3,
+            token=uuid.uuid4().hex,
+            extra_config={"LabApp": {"user_settings_dir": str(settings)}},
+        )
+    try:
+        start_all(list(procs.values()))
+        yield procs
+    finally:
+        for p in procs.values():
+            p.stop()
+
+
+def _befriend(einstein: JupyterProcess, lise: JupyterProcess) -> None:
+    contacts = einstein.request("GET", "/api/cs3/ocm/contacts").json()
+    if any(c["display_name"] == "Lise Meitner" for c in contacts):
+        return
+    invite = einstein.request("POST", "/api/cs3/ocm/invites", json={}).json()
+    r = lise.request("POST", "/api/cs3/ocm/invites/accept",
+                     json={"token": invite["token"], "site": invite["site"]})  # fmt: skip
+    assert r.status_code in (201, 409), r.text
+
+
+def test_share_with_a_colleague_at_another_site(
+    servers: dict[str, JupyterProcess], browser: Any, artifacts: Path
+) -> None:
+    einstein, lise = servers["einstein"], servers["lise"]
+    _befriend(einstein, lise)
+    name = f"fed-{uuid.uuid4().hex[:6]}.ipynb"
+    _put(einstein, name)
+    rec = Recorder()
+    ctx, page = _new_page(browser, rec)
+    try:
+        _open_lab(page, einstein, None)
+        _context_menu(page, name, "Share…")
+        page.locator(".jp-Dialog .cs3-tab-sites").click()
+        tab = page.locator(".jp-Dialog .cs3-other-sites")
+        contact = tab.locator('.cs3-contact[data-site="cs3collab-b.test"]', has_text="Lise Meitner")
+        contact.wait_for(timeout=15_000)
+        tab.locator(".cs3-ocm-role").select_option("editor")
+        contact.locator(".cs3-ocm-add").click()
+        tab.locator(".cs3-notice", has_text="Shared with Lise Meitner").wait_for(timeout=15_000)
+        grantee = tab.locator(".cs3-ocm-grantee", has_text="Lise Meitner")
+        grantee.wait_for(timeout=15_000)
+        assert "cs3collab-b.test" in grantee.inner_text() and "can edit" in grantee.inner_text()
+        page.screenshot(path=str(artifacts / "share-dialog-other-sites.png"))
+        # sharing again is refused in words, in the dialog
+        contact.locator(".cs3-ocm-add").click()
+        tab.locator(".cs3-error", has_text="already has access").wait_for(timeout=15_000)
+        _assert_no_tokens(page, einstein, rec)
+    finally:
+        ctx.close()
+    # lise's site has it, pending, marked with einstein's site
+    with_me = lise.request("GET", "/api/cs3/shares").json()["with_me"]
+    got = [s for s in with_me if s.get("kind") == "ocm" and s["name"] == name]
+    assert len(got) == 1
+    assert (got[0]["state"], got[0]["site"], got[0]["role"]) == (
+        "pending", "cs3collab-a.test", "editor"
+    )  # fmt: skip
+    assert got[0]["owner"]["display_name"] == "Albert Einstein"
