@@ -199,12 +199,20 @@ def test_no_hub_for_the_owner_site_refuses_instead_of_forking(
     name = new_name("fed")
     put_notebook(mesh["einstein"], name)
     received = share_across(mesh["einstein"], mesh["lise"], name, "editor")
-    lone.start()
+    # ... and one whose hub entry for site A points at nothing (A's hub down / unreachable)
+    cut_off = JupyterProcess(tmp_path / "lise-cut-off", {
+        **lone.cs3, "ocm_hubs": {mesh["a"].domain: "http://127.0.0.1:9"},
+    }, token="tok-cut-off")  # fmt: skip
+    start_all([lone, cut_off])
     try:
         r = lone.session(received["path"])
         assert r.status_code == 409
         assert "not set up" in r.json()["message"] and mesh["a"].domain in r.json()["message"]
         # the notebook still opens (contents), just not in a room
         assert lone.contents(received["path"]).status_code == 200
+        r = cut_off.session(received["path"])
+        assert r.status_code == 503
+        assert r.json()["message"] == f"the collaboration hub of {mesh['a'].domain} unreachable"
     finally:
         lone.stop()
+        cut_off.stop()
