@@ -18,6 +18,7 @@ Errors meant for people are ``SharingRefused`` with a sentence the UI shows as i
 from __future__ import annotations
 
 import posixpath
+import time
 from collections.abc import Awaitable, Callable
 from typing import Literal, Protocol, TypeVar
 
@@ -25,7 +26,7 @@ from jupyter_cs3.sharing_errors import SharingRefused, SharingUnavailable
 from storage_bridge.base import Storage
 from storage_bridge.cs3_ocm import Contact, Invite, OCMShare, ReceivedOCMShare
 from storage_bridge.cs3_shares import Role
-from storage_bridge.errors import AlreadyExists, NotFound, PermissionDenied
+from storage_bridge.errors import AlreadyExists, NotFound, PermissionDenied, StorageError
 
 T = TypeVar("T")
 
@@ -78,6 +79,11 @@ class Federation(Protocol):
         self, share_id: str, state: Literal["accepted", "rejected"]
     ) -> ReceivedOCMShare: ...
 
+    async def copy_received(self, share_id: str) -> str:
+        """A clearly named copy of a received notebook in the user's own files; its contents
+        path. For when live co-editing with the owner's site is not possible."""
+        ...
+
 
 def _unavailable() -> Exception:
     return SharingUnavailable(OCM_LOCAL_MESSAGE)
@@ -122,6 +128,9 @@ class LocalFederation:
     async def set_received_state(
         self, share_id: str, state: Literal["accepted", "rejected"]
     ) -> ReceivedOCMShare:
+        raise _unavailable()
+
+    async def copy_received(self, share_id: str) -> str:
         raise _unavailable()
 
 
@@ -240,6 +249,39 @@ class CS3Federation:
         from storage_bridge.cs3_ocm import set_received_state
 
         return await self.backend.run(lambda t: set_received_state(self.cs3, t, share_id, state))
+
+    async def copy_received(self, share_id: str) -> str:
+        self._check()
+        from storage_bridge.cs3_ocm import OCM_MOUNT
+
+        share = next((r for r in await self.received() if r.id == share_id), None)
+        if share is None or share.state != "accepted":
+            raise _refused(404, "This share from another site is gone or not accepted.")
+        if share.is_dir:
+            raise _refused(400, "Only a shared file can be copied this way, not a folder.")
+        try:
+            data, _ = await self.backend.run(lambda t: self.cs3.read(t, f"{OCM_MOUNT}/{share_id}"))
+        except StorageError as exc:
+            raise _refused(
+                503, f"{share.owner_site} cannot be reached to copy {share.name}: {exc.message}"
+            ) from exc
+        stem, ext = posixpath.splitext(share.name)
+        stamp = time.strftime("%Y-%m-%d %H.%M", time.gmtime())
+        for n in range(1, 100):
+            extra = f" {n}" if n > 1 else ""
+            name = f"{stem} (copy from {share.owner_site}, {stamp} UTC{extra}){ext}"
+            if await self._create(name, data):
+                return name
+        raise _refused(409, f"Too many copies of {share.name} already.")
+
+    async def _create(self, api_path: str, data: bytes) -> bool:
+        """Create ``api_path`` with ``data``; False if it exists already."""
+        target = await self.backend.storage_path(api_path)
+        try:
+            await self.backend.run(lambda t: self.cs3.create(t, target, data))
+        except AlreadyExists:
+            return False
+        return True
 
 
 def received_api_path(folder: str, share: ReceivedOCMShare) -> str | None:

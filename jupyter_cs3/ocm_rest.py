@@ -12,6 +12,9 @@ UI shows as they are, 501 without CS3):
   (``contact``: its ``address`` ``id@site``, id, display name or mail)
 - ``DELETE /api/cs3/ocm/shares/{id}``        revoke (the other site loses access at once)
 - ``POST   /api/cs3/ocm/shares/received/{id}``  accept; ``PATCH`` ``{"state"}`` accept/decline
+- ``POST   /api/cs3/ocm/shares/received/{id}/copy`` -> 201 ``{"path"}``: a copy named
+  ``<name> (copy from <site>, <date> UTC).ipynb`` in the user's files (when the owner's room
+  cannot be reached; never made silently)
 
 ``GET /api/cs3/shares`` lists the OCM shares with the local ones (``federated_json``): each
 federated entry has ``"kind": "ocm"`` and ``"site"``, and its ids belong to the endpoints above.
@@ -217,6 +220,20 @@ class OCMShareHandler(_OCMHandler):
         self.finish()
 
 
+class OCMCopyHandler(_OCMHandler):
+    """A clearly named copy in the user's own files, when the owner's room is out of reach."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, share_id: str) -> None:
+        try:
+            path = await self.federation.copy_received(share_id)
+        except Exception as exc:
+            raise self._fail(exc, share_id) from exc
+        self.set_status(201)
+        self.finish(json.dumps({"path": path}))
+
+
 class OCMReceivedHandler(_OCMHandler):
     async def _set(self, share_id: str, state: Any) -> None:
         if state not in ("accepted", "rejected"):
@@ -245,6 +262,7 @@ def handlers(prefix: str) -> list[tuple[str, type[APIHandler]]]:
         (prefix + "/ocm/invites/accept", AcceptInviteHandler),
         (prefix + "/ocm/contacts", ContactsHandler),
         (prefix + "/ocm/shares", OCMSharesHandler),
+        (prefix + "/ocm/shares/received/([^/]+)/copy", OCMCopyHandler),
         (prefix + "/ocm/shares/received/([^/]+)", OCMReceivedHandler),
         (prefix + "/ocm/shares/([^/]+)", OCMShareHandler),
     ]

@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 NO_HUB = (
     "This notebook was shared from {site}, and live co-editing with {site} is not set up on this "
     "server (CS3Config.ocm_hubs has no hub for it). It was not opened in a room here, so nobody "
-    "edits a second copy: open it without collaboration, or copy it into your own files."
+    "edits a second copy: open it without collaboration, or make a marked copy in your own files "
+    "(Shares panel, or POST /api/cs3/ocm/shares/received/<id>/copy)."
 )
 
 

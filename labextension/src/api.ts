@@ -50,6 +50,7 @@ export interface IShare extends IFederated {
 }
 
 export interface IReceivedShare extends IFederated {
+  is_dir?: boolean; // OCM entries only
   id: string;
   state: 'pending' | 'accepted' | 'rejected' | 'invalid';
   path: string | null;
@@ -176,6 +177,8 @@ export const api = {
   acceptInvite: (token: string, site: string) =>
     request<IContact>('POST', 'ocm/invites/accept', {}, { token, site }),
   contacts: (query = '') => request<IContact[]>('GET', 'ocm/contacts', { query }),
+  copyFederated: (id: string) =>
+    request<{ path: string }>('POST', `ocm/shares/received/${encodeURIComponent(id)}/copy`),
   shareFederated: (path: string, contact: string, role: Role) =>
     request<IShare>('POST', 'ocm/shares', {}, { path, contact, role }),
   info: (path: string) => request<IFileInfo>('GET', 'info', { path }),

@@ -161,6 +161,18 @@ function SharesView(props: {
                   >
                     {trans.__('Show in files')}
                   </button>
+                  {share.kind === 'ocm' && !share.is_dir && (
+                    // When the owner's site cannot host the live room: a copy, named as one
+                    <button
+                      className="jp-mod-styled cs3-ocm-copy"
+                      title={trans.__('A copy in your own files, named after its site and date')}
+                      onClick={() =>
+                        void act(async () => actions.open((await api.copyFederated(share.id)).path))
+                      }
+                    >
+                      {trans.__('Make a copy')}
+                    </button>
+                  )}
                 </div>
               )}
             </li>

@@ -213,6 +213,18 @@ def test_no_hub_for_the_owner_site_refuses_instead_of_forking(
         r = cut_off.session(received["path"])
         assert r.status_code == 503
         assert r.json()["message"] == f"the collaboration hub of {mesh['a'].domain} unreachable"
+        # the fallback the user asks for: a copy, clearly named, in lise's own files at B
+        copy = cut_off.request("POST", f"/api/cs3/ocm/shares/received/{received['id']}/copy")
+        assert copy.status_code == 201, copy.text
+        copy_path = copy.json()["path"]
+        assert f"(copy from {mesh['a'].domain}, " in copy_path and copy_path.endswith(".ipynb")
+        assert "/" not in copy_path  # in her home, not under "Other sites"
+        original = mesh["einstein"].contents(name, content=1).json()["content"]["cells"]
+        copied = cut_off.contents(copy_path, content=1).json()["content"]["cells"]
+        # same cells; not "trusted" at B (Jupyter's trust is per server: a copy from elsewhere)
+        assert [c["source"] for c in copied] == [c["source"] for c in original] != []
+        # and the copy is an ordinary file of site B: its room would be at B's hub, not A's
+        assert cut_off.contents(copy_path).json()["writable"] is True
     finally:
         lone.stop()
         cut_off.stop()
