@@ -22,6 +22,7 @@ from collab_server.logs import get_logger, kv
 from collab_server.loop_lag import watch_loop_lag
 from collab_server.metrics import HubMetrics
 from collab_server.ocm_auth import OCMShareAuthenticator, watch_share
+from collab_server.presence import PRESENCE_PATH, Presence, endpoint  # issue 13
 from collab_server.settings import Settings
 from collab_server.update_log import SQLiteUpdateLog
 from collab_server.wsprotocol import EXTENSION as FRAME_WRITER
@@ -266,4 +267,12 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> FastAPI
     # A plain Starlette route: FastAPI's dependency machinery (three AsyncExitStacks and the
     # solved-dependencies state per socket) cost ~5 KiB per idle connection (measured, P2).
     app.router.routes.append(WebSocketRoute("/api/collaboration/room/{room_name}", room))
+    # --- issue 13: JupyterLab:globalAwareness, served by the hub (collab_server/presence.py)
+    presence = Presence(settings, hub.rooms.rooms, failures=metrics.task_failures)
+    serve_presence = endpoint(
+        hub, presence, token_from=_token_from, deny=_deny, wrap=StarletteSocket
+    )
+    app.router.routes.append(WebSocketRoute(PRESENCE_PATH, serve_presence))
+    app.state.presence = presence
+    # --- end issue 13
     return app

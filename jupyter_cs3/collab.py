@@ -12,7 +12,10 @@ and then act for the user towards the hub with the user's CS3 token, which the b
   behaviour depends on them: 1003 + JSON reason disposes the document and offers a reload,
   4400/4404/4500 before the first sync close the tab). A lost hub connection is reported as
   1011 so that the client reconnects.
-- ``JupyterLab:globalAwareness`` (who is online in this server) is served locally.
+- ``/api/collaboration/room/JupyterLab:globalAwareness`` (Online Collaborators) is relayed the
+  same way to the hub's ``/api/collaboration/awareness`` (collab_server/presence.py: users on
+  other servers appear while they have a document open together); with
+  ``CS3Config.global_awareness = "local"`` it is served by this server for its own tabs.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from jupyter_cs3.sharing_errors import SharingRefused
 from storage_bridge.errors import StorageError
 
 GLOBAL_AWARENESS = "JupyterLab:globalAwareness"
+HUB_AWARENESS = "/api/collaboration/awareness"  # collab_server.presence.PRESENCE_PATH
 HUB_LOST = 1011  # not special to the client: it reconnects
 HUB_UNREACHABLE = 1013  # "try again later": the client reconnects
 _NO_STATUS = (None, 1005, 1006, 1015)  # codes that must not be sent in a close frame
@@ -161,7 +165,8 @@ class SessionHandler(APIHandler):
 
 
 class LocalAwareness:
-    """A transient awareness-only room served by this Jupyter server (no document)."""
+    """A transient awareness-only room served by this Jupyter server (no document), for
+    ``CS3Config.global_awareness = "local"``."""
 
     def __init__(self) -> None:
         self.doc: Doc[Any] = Doc()
@@ -207,7 +212,7 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
 
     async def open(self, room: str) -> None:
         self.room = room
-        if room == GLOBAL_AWARENESS:
+        if room == GLOBAL_AWARENESS and self.backend.config.global_awareness == "local":
             self._local = True
             self.awareness.clients.add(self)
             await self.send(self.awareness.hello())
@@ -215,8 +220,11 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
         session_id = self.get_query_argument("sessionId", "")
         hub_client: HubClient = self.settings["cs3_hub_client"]
         remote = hub_client.remote.route_of_room(room)  # issue 17: at another site's hub
-        room_path = "/api/collaboration/room/" + quote(room, safe=":")
-        url = remote.ws_url(room_path) if remote else self.backend.hub_ws_url(room_path)
+        if room == GLOBAL_AWARENESS:
+            url = self.backend.hub_ws_url(HUB_AWARENESS)
+        else:
+            room_path = "/api/collaboration/room/" + quote(room, safe=":")
+            url = remote.ws_url(room_path) if remote else self.backend.hub_ws_url(room_path)
         if session_id:
             url += "?sessionId=" + quote(session_id, safe="")
         try:

@@ -113,8 +113,11 @@ class CS3Config(Configurable):
         "",
         config=True,
         help=(
-            "The address of a public link, with {token} where the link's token goes, e.g. "
-            "https://cernbox.example.org/s/{token}. Empty: the UI shows the token only."
+            "The address of a public link, with {token} where the link's token goes (and "
+            "optionally {name}, the shared file's name), e.g. https://cernbox.example.org/s/{token}"
+            " or, to download straight from Reva's ocdav, "
+            "https://reva.example.org/remote.php/dav/public-files/{token}/{name}. "
+            "Empty: the UI shows the token only."
         ),
     )
 
@@ -129,6 +132,17 @@ class CS3Config(Configurable):
         help=(
             "Token for the hub. Default: the user's CS3 token (cs3 storage); with local storage "
             "the hub's static token must be given here."
+        ),
+    )
+    global_awareness = Enum(
+        ["hub", "local"],
+        default_value="hub",
+        config=True,
+        help=(
+            "Where JupyterLab's global awareness room (Online Collaborators) is served: 'hub' "
+            "relays it to the hub, which shows users to each other across Jupyter servers while "
+            "they have a document open together; 'local' serves it in this server (its tabs "
+            "only), for a hub without /api/collaboration/awareness."
         ),
     )
     hub_timeout = Float(30.0, config=True, help="Timeout of calls to the hub, seconds.")

@@ -20,13 +20,16 @@ from __future__ import annotations
 import posixpath
 import time
 from collections.abc import Awaitable, Callable
-from typing import Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
 
 from jupyter_cs3.sharing_errors import SharingRefused, SharingUnavailable
 from storage_bridge.base import Storage
+from storage_bridge.cs3.shares import Role
 from storage_bridge.cs3_ocm import Contact, Invite, OCMShare, ReceivedOCMShare
-from storage_bridge.cs3_shares import Role
 from storage_bridge.errors import AlreadyExists, NotFound, PermissionDenied, StorageError
+
+if TYPE_CHECKING:
+    from storage_bridge.cs3 import CS3Storage
 
 T = TypeVar("T")
 
@@ -148,12 +151,10 @@ class CS3Federation:
     must keep working there.
     """
 
-    def __init__(self, backend: Backend, site: str) -> None:
-        from storage_bridge.cs3 import CS3Storage
-
-        assert isinstance(backend.storage, CS3Storage)
+    def __init__(self, backend: Backend, cs3: CS3Storage, site: str) -> None:
+        # ``cs3``: the backend's own storage, passed typed (no isinstance check, as CS3Sharing)
         self.backend = backend
-        self.cs3: CS3Storage = backend.storage
+        self.cs3 = cs3
         self._site = site
 
     @property
@@ -290,9 +291,3 @@ def received_api_path(folder: str, share: ReceivedOCMShare) -> str | None:
         return None
     base = posixpath.join(folder, share.id)
     return base if share.is_dir else posixpath.join(base, share.name)
-
-
-def make_federation(backend: Backend, site: str) -> Federation:
-    if backend.kind == "cs3":
-        return CS3Federation(backend, site)
-    return LocalFederation()

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import posixpath
 from typing import Any
+from urllib.parse import quote
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
@@ -42,7 +43,7 @@ from jupyter_cs3.sharing import (
     SharingRefused,
     SharingUnavailable,
 )
-from storage_bridge.cs3_shares import ReceivedShare, Share
+from storage_bridge.cs3.shares import ReceivedShare, Share
 from storage_bridge.errors import NotFound, StorageError
 from storage_bridge.types import Lock, User
 
@@ -338,15 +339,18 @@ class LinksHandler(_CS3Handler):
     async def _link_json(self, link: PublicLink) -> dict[str, Any]:
         template = self.backend.config.public_link_url
         path: str | None = None
+        name = ""
         try:
             res = await self.backend.run(lambda t: self.backend.storage.stat(t, link.resource_id))
             path = await self.backend.api_path(res.path)
+            name = posixpath.basename(res.path)
         except StorageError as exc:
             self.log.info("jupyter_cs3: resource of link %s not found: %s", link.id, exc)
+        url = template.replace("{token}", link.token).replace("{name}", quote(name))
         return {
             "id": link.id,
             "token": link.token,
-            "url": template.replace("{token}", link.token) if template else None,
+            "url": url if template else None,
             "path": path,
             "password_protected": link.password_protected,
             "expiration": link.expiration,

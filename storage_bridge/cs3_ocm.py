@@ -18,7 +18,7 @@ The flow, as reva v2.27.7 implements it:
    ``/ocm/...`` path stops working at once, whatever B's list still says.
 
 Reva facts (v2.27.7): the role of an OCM share is its WebDAV permission set (the same sets as local
-shares, ``cs3_shares.role_permissions``); the ocmshares auth manager maps upload permission to
+shares, ``cs3.shares.role_permissions``); the ocmshares auth manager maps upload permission to
 "editor", download to "viewer". ``GenerateInviteToken`` ignores the description for the token's
 lifetime (``token_expiration`` in the invite manager config, default 24 h).
 """
@@ -41,8 +41,8 @@ from cs3.sharing.ocm.v1beta1 import resources_pb2 as ocm_res
 from cs3.storage.provider.v1beta1 import resources_pb2 as sp_res
 from google.protobuf import field_mask_pb2
 
-from storage_bridge.cs3_errors import CODE_OK, rpc_error
-from storage_bridge.cs3_shares import Role, role_of, role_permissions
+from storage_bridge.cs3.errors import CODE_OK, rpc_error
+from storage_bridge.cs3.shares import Role, role_of, role_permissions
 from storage_bridge.errors import InvalidArgument, NotFound, StorageError, Unauthenticated
 from storage_bridge.types import Permissions, Ref, ResourceId
 
@@ -56,7 +56,7 @@ _STATES: dict[int, OCMState] = {
     ocm_res.SHARE_STATE_REJECTED: "rejected",
 }
 _STATE_CODES = {"accepted": ocm_res.SHARE_STATE_ACCEPTED, "rejected": ocm_res.SHARE_STATE_REJECTED}
-OCM_MOUNT = "/ocm"  # where the ocmreceived storage provider is mounted (tests/revad/ocm)
+OCM_MOUNT = "/ocm"  # where the ocmreceived storage provider is mounted (devkit/revad/ocm)
 
 
 @dataclass(frozen=True, slots=True)

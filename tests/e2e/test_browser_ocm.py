@@ -1,6 +1,6 @@
 """@cs3collab/lab in Chromium, across sites: einstein (site A) shares a notebook with lise
 (site B) through the Share dialog's "Other sites" tab, as editor; lise's server sees it pending,
-marked with einstein's site. Real parts: two OCM revads (tests/revad/ocm), einstein's JupyterLab
+marked with einstein's site. Real parts: two OCM revads (devkit/revad/ocm), einstein's JupyterLab
 on A, lise's Jupyter server on B (driven through its REST API, as her Shares panel would).
 
 Screenshot: test-artifacts/e2e/share-dialog-other-sites.png.
@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from devkit.revad.ocm.sites import Site
 from tests.e2e.test_browser_coedit import LAB_SETTINGS
 from tests.e2e.test_browser_sharing import (
     Recorder,
@@ -26,7 +27,6 @@ from tests.e2e.test_browser_sharing import (
     _put,
 )
 from tests.jupyter_cs3.jupyterproc import JupyterProcess, start_all
-from tests.revad.ocm.sites import Site
 
 pytestmark = [pytest.mark.e2e, pytest.mark.revad]
 

@@ -5,10 +5,12 @@ revad + the hub + one JupyterLab server per user (einstein, marie).
    by part of her name (debounced FindUsers); sharing her again says so in plain words.
 2. marie sees it under Pending, accepts, opens it: read-only ("can view").
 3. einstein makes her an editor in the dialog; her panel shows it; they co-edit.
+8. Online Collaborators on einstein's screen lists marie, whose JupyterLab is another server.
 4. einstein revokes in the Shares panel; marie's next open is refused.
 7. File info shows the hub's lock while the notebook is open.
-5. (part) A public link with a password and an expiry is created in the Links tab, copied,
-   listed and revoked (anonymous download is not served by the test revad).
+5. A public link with a password and an expiry is created in the Links tab, copied, listed
+   and revoked; the copied URL downloads in a browser context that never logged in, only
+   with the password.
 9. No page, request, websocket URL, local storage or clipboard holds a CS3 token (JWT) or a
    Jupyter token; the stock "Copy Shareable Link" is gone from the context menu.
 
@@ -17,6 +19,7 @@ Screenshots of each dialog go to test-artifacts/e2e/ (named in ``SCREENSHOTS``).
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import time
@@ -28,10 +31,10 @@ from typing import Any
 
 import pytest
 
+from devkit.revad.launcher import RevadHandle
 from tests.e2e.test_browser_coedit import CELL, LAB_SETTINGS, NOTEBOOK, _wait_cell
-from tests.jupyter_cs3.devstack import DevStack, running_stack
+from tests.jupyter_cs3.devstack import DevStack, public_files_url, running_stack
 from tests.jupyter_cs3.jupyterproc import JupyterProcess
-from tests.revad.launcher import RevadHandle
 
 pytest_plugins = ["tests.revad.fixture"]
 pytestmark = [pytest.mark.e2e, pytest.mark.revad]
@@ -44,11 +47,15 @@ SCREENSHOTS = (
     "shares-panel-shared-with-me.png",
     "file-info-viewer.png",
     "share-dialog-role-editor.png",
+    "online-collaborators.png",
     "shares-panel-shared-by-me.png",
     "shares-panel-revoke-while-locked.png",
     "file-info-lock.png",
     "share-dialog-links.png",
     "account.png",
+    "share-dialog-from-palette.png",
+    "shares-panel-show-in-files.png",
+    "share-dialog-removed.png",
 )
 
 
@@ -75,13 +82,20 @@ class Recorder:
 
     requests: list[tuple[str, dict[str, str], str]] = field(default_factory=list)
     websockets: list[str] = field(default_factory=list)
+    frames: list[str | bytes] = field(default_factory=list)  # websocket payloads, both ways
 
     def attach(self, context: Any) -> None:
         context.on(
             "request",
             lambda r: self.requests.append((r.url, dict(r.headers), r.post_data or "")),
         )
-        context.on("page", lambda p: p.on("websocket", lambda ws: self.websockets.append(ws.url)))
+        context.on("page", lambda p: p.on("websocket", self._socket))
+
+    def _socket(self, ws: Any) -> None:
+        self.websockets.append(ws.url)
+        # Playwright tags its handlers: a bound builtin (list.append) cannot be one
+        ws.on("framesent", lambda payload: self.frames.append(payload))
+        ws.on("framereceived", lambda payload: self.frames.append(payload))
 
 
 def _open_lab(page: Any, server: JupyterProcess, path: str | None) -> None:
@@ -95,22 +109,47 @@ def _open_lab(page: Any, server: JupyterProcess, path: str | None) -> None:
     page.goto(f"{workspace}/tree/{path}" if path else workspace)
 
 
-def _assert_no_tokens(page: Any, server: JupyterProcess, rec: Recorder) -> None:
+def _assert_no_tokens(
+    page: Any, server: JupyterProcess, rec: Recorder, other: JupyterProcess | None = None
+) -> None:
+    """No CS3 token (JWT) nor the Jupyter token of ``server`` (or of ``other``, a colleague's
+    server this browser shares rooms and awareness with) anywhere this browser went."""
     secret = server.token
     for url, headers, body in rec.requests:
         if url.split("?", 1)[0] == server.url + "/login":
             continue  # the login form the test filled in (Jupyter turns it into a cookie)
         blob = " ".join([url, body, *headers.values()])
         assert secret not in blob, f"the Jupyter token went out in {url}"
+        assert other is None or other.token not in blob, f"a colleague's token is in {url}"
         assert not JWT.search(blob), f"a CS3 token (JWT) went out in {url}"
     for url in rec.websockets:
         assert secret not in url and not JWT.search(url), url
+    # what went over the websockets (documents, awareness of this and other servers' users)
+    assert rec.frames, "no websocket traffic recorded"
+    for frame in rec.frames:
+        text = frame.decode("latin-1") if isinstance(frame, bytes) else frame
+        assert secret not in text and not JWT.search(text), "a token went over a websocket"
+        assert other is None or other.token not in text, "a colleague's token came over"
     html = str(page.content())
     storage = str(page.evaluate("() => JSON.stringify(Object.assign({}, window.localStorage))"))
     clipboard = str(page.evaluate("() => navigator.clipboard.readText().catch(e => '')"))
     for where, text in (("page", html), ("localStorage", storage), ("clipboard", clipboard)):
         assert secret not in text, f"the Jupyter token is in the {where}"
         assert not JWT.search(text), f"a CS3 token is in the {where}"
+
+
+def _anonymous_download(browser: Any, url: str, password: str, stored: Any) -> None:
+    """GET a public link from a browser context that never logged in anywhere."""
+    anonymous = browser.new_context()
+    try:
+        assert anonymous.request.get(url).status == 401  # no password
+        for given, status in (("not-it", 401), (password, 200)):
+            basic = base64.b64encode(f"public:{given}".encode()).decode()
+            r = anonymous.request.get(url, headers={"Authorization": f"Basic {basic}"})
+            assert r.status == status, (given, r.status)
+        assert r.body() == stored.content
+    finally:
+        anonymous.close()
 
 
 def _deadline(seconds: float) -> float:
@@ -142,9 +181,16 @@ def _palette(page: Any, label: str) -> None:
     deadline = _deadline(30)
     while not palette.is_visible():  # the shortcut is ignored until the shell has focus
         assert time.monotonic() < deadline, "the command palette did not open"
-        page.locator("#jp-main-dock-panel").click(position={"x": 5, "y": 5})
+        # focus the shell on the current tab (a click at the panel's corner hit the first
+        # tab, the Launcher, and commands of the current document were then disabled)
+        page.locator("#jp-main-dock-panel .lm-TabBar-tab.lm-mod-current").first.click()
         page.keyboard.press("Control+Shift+c")
-        page.wait_for_timeout(200)
+        # Wait before trying again: a click while it opens closes it again (a busy machine
+        # once took longer than 200 ms, and the next round's click hid it).
+        for _ in range(20):
+            if palette.is_visible():
+                break
+            page.wait_for_timeout(100)
     palette.fill(label)
     page.locator(".lm-CommandPalette-item.lm-mod-active", has_text=label).wait_for(timeout=10_000)
     palette.press("Enter")
@@ -154,6 +200,15 @@ def _open_shares_panel(page: Any) -> Any:
     """Show the Shares panel ("Show Shares" activates it, whatever the restored layout was)."""
     _palette(page, "Show Shares")
     panel = page.locator("#cs3collab-shares")
+    panel.wait_for(timeout=30_000)
+    return panel
+
+
+def _online_collaborators(page: Any) -> Any:
+    """Show the Collaboration side panel (jupyter-collaboration-ui); its Online Collaborators
+    list is fed by JupyterLab:globalAwareness, which the hub serves (collab_server/presence.py)."""
+    page.locator('.jp-SideBar .lm-TabBar-tab[data-id="jp-collaboration-panel"]').click()
+    panel = page.locator("#jp-collaboration-panel .jp-CollaboratorsList")
     panel.wait_for(timeout=30_000)
     return panel
 
@@ -254,6 +309,13 @@ def test_share_accept_change_role_coedit_revoke(
         page_e.keyboard.type(" and einstein")
         page_m.locator(CELL, has_text="and einstein").first.wait_for(timeout=30_000)
 
+        # 8: Online Collaborators on einstein's screen lists marie (another Jupyter server)
+        collaborators = _online_collaborators(page_e)
+        marie_there = collaborators.locator(".jp-Collaborator", has_text="Marie Curie")
+        marie_there.wait_for(timeout=30_000)
+        page_e.screenshot(path=str(artifacts / "online-collaborators.png"))
+        assert collaborators.locator(".jp-Collaborator", has_text="Albert Einstein").count() == 0
+
         # 4: einstein revokes in his Shares panel; marie's next open is refused
         panel_e = _open_shares_panel(page_e)
         by_me = panel_e.locator(
@@ -285,8 +347,8 @@ def test_share_accept_change_role_coedit_revoke(
             state="detached", timeout=30_000
         )
         # 9: no tokens anywhere
-        _assert_no_tokens(page_e, einstein, rec_e)
-        _assert_no_tokens(page_m, marie, rec_m)
+        _assert_no_tokens(page_e, einstein, rec_e, marie)
+        _assert_no_tokens(page_m, marie, rec_m, einstein)
     except BaseException:
         page_e.screenshot(path=str(artifacts / "sharing-einstein-failure.png"))
         page_m.screenshot(path=str(artifacts / "sharing-marie-failure.png"))
@@ -340,8 +402,12 @@ def test_file_info_shows_the_hubs_lock_and_the_account(
         token = str(link.get_attribute("data-token"))
         link.locator(".cs3-link-copy").click()
         links.locator(".cs3-notice", has_text="copied").wait_for(timeout=10_000)
-        assert page.evaluate("() => navigator.clipboard.readText()") == token
+        url = str(page.evaluate("() => navigator.clipboard.readText()"))
+        assert url == public_files_url(stack.revad).format(token=token, name=name)
         page.screenshot(path=str(artifacts / "share-dialog-links.png"))
+        # 5: the copied URL downloads anonymously (a fresh browser context: no cookie, no
+        # token), and, the link having a password, only with it (Basic auth, as Reva asks)
+        _anonymous_download(browser, url, "s3cret-pw", einstein.request("GET", f"/files/{name}"))
         made = einstein.request("GET", "/api/cs3/links", params={"path": name}).json()
         assert [(x["token"], x["password_protected"]) for x in made] == [(token, True)]
         link.locator(".cs3-link-revoke").click()
@@ -363,3 +429,105 @@ def test_file_info_shows_the_hubs_lock_and_the_account(
         raise
     finally:
         ctx.close()
+
+
+def _wait_unlocked(server: JupyterProcess, page: Any, name: str) -> None:
+    """Reva refuses to change the shares of a locked file: wait until the hub let go."""
+    deadline = _deadline(60)
+    while server.request("GET", "/api/cs3/info", params={"path": name}).json()["lock"]:
+        assert time.monotonic() < deadline, "the hub kept the lock after the tabs closed"
+        page.wait_for_timeout(250)
+
+
+def test_palette_share_decline_reveal_panel_role_and_remove(
+    stack: DevStack, browser: Any, artifacts: Path
+) -> None:
+    """The remaining UI paths: "Share Current Document…" from the command palette, Decline and
+    "Show in files" in the Shares panel, a role change in "Shared by me", and removing a
+    grantee in the Share dialog."""
+    einstein, marie = stack["einstein"], stack["marie"]
+    kept, declined = (f"{w}-{uuid.uuid4().hex[:6]}.ipynb" for w in ("kept", "declined"))
+    for name in (kept, declined):
+        _put(einstein, name)
+    r = einstein.request(
+        "POST", "/api/cs3/shares", json={"path": declined, "grantee": "marie", "role": "viewer"}
+    )
+    assert r.status_code == 201, r.text
+    rec_e, rec_m = Recorder(), Recorder()
+    ctx_e, page_e = _new_page(browser, rec_e)
+    ctx_m, page_m = _new_page(browser, rec_m)
+    try:
+        _open_lab(page_e, einstein, kept)
+        _wait_cell(page_e)
+        _palette(page_e, "Share Current Document…")
+        dialog = page_e.locator(".jp-Dialog .cs3-share")
+        dialog.wait_for(timeout=10_000)
+        page_e.locator(".jp-Dialog .jp-Dialog-header", has_text=f"Share {kept}").wait_for()
+        dialog.locator(".cs3-user-search").fill("mar")
+        dialog.locator(".cs3-found-user", has_text="Marie Curie").locator(".cs3-add").click()
+        dialog.locator('.cs3-grantee[data-username="marie"]').wait_for(timeout=15_000)
+        page_e.screenshot(path=str(artifacts / "share-dialog-from-palette.png"))
+        _close_dialog(page_e)
+
+        _open_lab(page_m, marie, None)
+        panel = _open_shares_panel(page_m)
+        for name in (kept, declined):
+            panel.locator(f'.cs3-pending .cs3-share-item[data-name="{name}"]').wait_for(
+                timeout=30_000
+            )
+        panel.locator(f'.cs3-pending .cs3-share-item[data-name="{declined}"] .cs3-decline').click()
+        panel.locator(f'.cs3-share-item[data-name="{declined}"]').wait_for(
+            state="detached", timeout=30_000
+        )
+        with_me = marie.request("GET", "/api/cs3/shares").json()["with_me"]
+        assert {s["id"]: s["state"] for s in with_me}[r.json()["id"]] == "rejected"
+        panel.locator(f'.cs3-pending .cs3-share-item[data-name="{kept}"] .cs3-accept').click()
+        mine = panel.locator(f'.cs3-with-me .cs3-share-item[data-name="{kept}"]')
+        mine.wait_for(timeout=30_000)
+        mine.locator(".cs3-reveal").click()
+        page_m.locator(".jp-BreadCrumbs", has_text="Shares").wait_for(timeout=30_000)
+        page_m.locator(".jp-DirListing-item.jp-mod-selected", has_text=kept).wait_for(
+            timeout=30_000
+        )
+        assert _file_item(page_m, declined).count() == 0
+        page_m.screenshot(path=str(artifacts / "shares-panel-show-in-files.png"))
+
+        # the role, changed in einstein's "Shared by me" (the notebook closed: no lock)
+        _palette(page_e, "Close All Tabs")
+        _wait_unlocked(einstein, page_e, kept)
+        panel_e = _open_shares_panel(page_e)
+        by_me = panel_e.locator(
+            f'.cs3-by-me .cs3-share-item[data-name="{kept}"][data-username="marie"]'
+        )
+        by_me.wait_for(timeout=30_000)
+        by_me.locator("select").select_option("editor")
+        deadline = _deadline(30)
+        while marie.contents(f"Shares/{kept}").json().get("writable") is not True:
+            assert time.monotonic() < deadline, "the role change did not reach marie"
+            page_m.wait_for_timeout(250)
+        _open_shares_panel(page_m).locator(
+            f'.cs3-with-me .cs3-share-item[data-name="{kept}"]', has_text="can edit"
+        ).wait_for(timeout=30_000)
+
+        # removed from the Share dialog: gone from her panel, her next open refused
+        page_e.locator('.jp-SideBar .lm-TabBar-tab[data-id="filebrowser"]').click()
+        _context_menu(page_e, kept, "Share…")
+        dialog = page_e.locator(".jp-Dialog .cs3-share")
+        dialog.locator('.cs3-grantee[data-username="marie"] .cs3-remove').click()
+        dialog.locator(".cs3-notice", has_text="no longer has access").wait_for(timeout=15_000)
+        dialog.locator(".cs3-no-grantees").wait_for(timeout=15_000)
+        page_e.screenshot(path=str(artifacts / "share-dialog-removed.png"))
+        _close_dialog(page_e)
+        page_m.locator(f'#cs3collab-shares .cs3-share-item[data-name="{kept}"]').wait_for(
+            state="detached", timeout=30_000
+        )
+        assert marie.contents(f"Shares/{kept}").status_code == 404
+        _assert_no_tokens(page_e, einstein, rec_e, marie)
+        _assert_no_tokens(page_m, marie, rec_m, einstein)
+    except BaseException:
+        page_e.screenshot(path=str(artifacts / "remaining-einstein-failure.png"))
+        page_m.screenshot(path=str(artifacts / "remaining-marie-failure.png"))
+        raise
+    finally:
+        ctx_e.close()
+        ctx_m.close()

@@ -12,12 +12,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import websockets
 from pycrdt import Map, Text
 
+from devkit.revad.launcher import USERS, home_path
+from devkit.yclient import YClient
 from storage_bridge.cs3 import CS3Storage
-from tests.jupyter_cs3.devstack import DevStack, cs3_config
+from tests.jupyter_cs3.devstack import DevStack, cs3_config, public_files_url
 from tests.jupyter_cs3.jupyterproc import JupyterProcess
 from tests.jupyter_cs3.stack import (
     EMPTY_NB,
@@ -27,8 +30,6 @@ from tests.jupyter_cs3.stack import (
     put_notebook,
     share,
 )
-from tests.revad.launcher import USERS, home_path
-from tests.yclient import YClient
 
 pytest_plugins = ["tests.revad.fixture"]
 pytestmark = pytest.mark.revad
@@ -181,6 +182,43 @@ async def test_two_users_two_servers_one_room(stack: Stack, cs3: CS3Storage) -> 
         assert model["hash"] == digest
     await e.close()
     await m.close()
+
+
+async def test_online_collaborators_across_servers(stack: Stack) -> None:
+    """JupyterLab:globalAwareness is relayed to the hub's presence room: einstein and marie,
+    each on their own server, see each other while both have the notebook open; richard,
+    online on a third server but not in that room, sees nobody."""
+    einstein, marie, richard = stack["einstein"], stack["marie"], stack["richard"]
+    name = new_name("presence")
+    put_notebook(einstein, name)
+    share(einstein, name, "marie", "editor")
+    marie_path = open_from_shares(marie, name)
+
+    def online(server: JupyterProcess) -> str:
+        room = "JupyterLab:globalAwareness"
+        return f"{server.ws_url}/api/collaboration/room/{room}?token={server.token}"
+
+    def names(c: YClient) -> set[str]:
+        return {s["user"]["username"] for i, s in c.awareness.states.items()
+                if i != c.doc.client_id and "user" in s}  # fmt: skip
+
+    people = {}
+    for user, server in (("einstein", einstein), ("marie", marie), ("richard", richard)):
+        people[user] = await YClient(online(server)).connect()
+        await people[user].set_awareness(
+            {"user": {"username": user}, "current": f"notebook:{name}"}
+        )
+    e_doc = await YClient(einstein.room_url(einstein.session(name).json())).connect()
+    m_doc = await YClient(marie.room_url(marie.session(marie_path).json())).connect()
+    try:
+        await people["einstein"].wait_for(lambda: names(people["einstein"]) == {"marie"})
+        await people["marie"].wait_for(lambda: names(people["marie"]) == {"einstein"})
+        assert names(people["richard"]) == set()
+        await m_doc.close()  # marie closes the notebook: no longer shown to einstein
+        await people["einstein"].wait_for(lambda: names(people["einstein"]) == set())
+    finally:
+        for c in (e_doc, m_doc, *people.values()):
+            await c.close()
 
 
 async def test_same_user_two_tabs(stack: Stack) -> None:
@@ -467,13 +505,27 @@ async def test_public_links_create_list_revoke(stack: Stack) -> None:
     assert created.status_code == 201, created.text
     link = created.json()
     assert link["token"] and link["password_protected"] is True and link["path"] == name
-    assert abs(link["expiration"] - expires) < 1 and link["url"] is None  # no public_link_url
+    assert abs(link["expiration"] - expires) < 1
+    assert link["url"] == public_files_url(stack.revad).format(token=link["token"], name=name)
     plain = einstein.request("POST", "/api/cs3/links", json={"path": name}).json()
     assert plain["password_protected"] is False and plain["expiration"] == 0
     listed = einstein.request("GET", "/api/cs3/links", params={"path": name}).json()
     assert {x["id"] for x in listed} == {link["id"], plain["id"]}
     past = einstein.request("POST", "/api/cs3/links", json={"path": name, "expiration": 1000})
     assert past.status_code == 400 and "future" in past.json()["message"]
-    for x in (link, plain):
-        assert einstein.request("DELETE", f"/api/cs3/links/{x['id']}").status_code == 204
-    assert einstein.request("GET", "/api/cs3/links", params={"path": name}).json() == []
+    # anonymous downloads (ocdav public-files): no cookie, no token; a password as Basic auth
+    stored = einstein.request("GET", f"/files/{name}").content
+    async with httpx.AsyncClient(timeout=30) as anonymous:
+        assert (await anonymous.get(plain["url"])).content == stored
+        assert (await anonymous.get(link["url"])).status_code == 401
+        wrong = await anonymous.get(link["url"], auth=("public", "not-it"))
+        assert wrong.status_code == 401
+        right = await anonymous.get(link["url"], auth=("public", "s3cret-pw"))
+        assert right.status_code == 200 and right.content == stored
+        for x in (link, plain):
+            assert einstein.request("DELETE", f"/api/cs3/links/{x['id']}").status_code == 204
+        assert einstein.request("GET", "/api/cs3/links", params={"path": name}).json() == []
+        # a revoked link downloads nothing
+        assert (await anonymous.get(plain["url"])).status_code == 404
+        gone = await anonymous.get(link["url"], auth=("public", "s3cret-pw"))
+        assert gone.status_code == 404

@@ -1,4 +1,4 @@
-"""Sharing across sites through the jupyter_cs3 REST API: two real Reva sites (tests/revad/ocm),
+"""Sharing across sites through the jupyter_cs3 REST API: two real Reva sites (devkit/revad/ocm),
 einstein's Jupyter server on site A, lise's and niels's on site B (each on its own site's gateway;
 no hub needed: nothing here opens a room)."""
 
@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from devkit.revad.ocm.sites import Site
 from tests.jupyter_cs3.jupyterproc import JupyterProcess, start_all
-from tests.revad.ocm.sites import Site
 
 pytestmark = pytest.mark.revad
 

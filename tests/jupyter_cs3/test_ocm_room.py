@@ -1,7 +1,7 @@
 """One live room across sites (issue 17, ARCHITECTURE §9): einstein (site A) and lise (site B)
 co-edit einstein's notebook in ONE room at A's hub, each through their own site's Jupyter server.
 
-Real parts only: two revads federated through OCM (tests/revad/ocm), A's hub (uvicorn, on A's
+Real parts only: two revads federated through OCM (devkit/revad/ocm), A's hub (uvicorn, on A's
 gateway), einstein's Jupyter server on A, lise's and niels's on B (CS3Config.ocm_hubs points them
 at A's hub; their own hub_url points nowhere, so nothing can silently open a room at B).
 """
@@ -18,12 +18,12 @@ from typing import Any
 
 import pytest
 
+from devkit.hubproc import HubProcess
+from devkit.revad.ocm.sites import Site
+from devkit.yclient import YClient
 from storage_bridge.cs3 import CS3Storage
-from tests.hubproc import HubProcess
 from tests.jupyter_cs3.jupyterproc import JupyterProcess, start_all
 from tests.jupyter_cs3.stack import EMPTY_NB, new_name, put_notebook
-from tests.revad.ocm.sites import Site
-from tests.yclient import YClient
 
 pytestmark = pytest.mark.revad
 

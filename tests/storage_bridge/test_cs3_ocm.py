@@ -1,4 +1,4 @@
-"""OCM between two real Reva sites (tests/revad/ocm): the invite flow and federated shares,
+"""OCM between two real Reva sites (devkit/revad/ocm): the invite flow and federated shares,
 through ``storage_bridge.cs3_ocm`` against each site's own gateway."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 import pytest
 
+from devkit.revad.ocm.sites import Site
 from storage_bridge import cs3_ocm
 from storage_bridge.cs3 import CS3Storage
 from storage_bridge.errors import AlreadyExists, NotFound, StorageError, Unauthenticated
-from tests.revad.ocm.sites import Site
 
 pytestmark = pytest.mark.revad
 
@@ -28,7 +28,7 @@ class Mesh:
     einstein: str  # token at A
     lise: str  # token at B
     niels: str  # token at B
-    ida: str  # token at B; nobody else in the session befriends her (tests/revad/ocm/sites.py)
+    ida: str  # token at B; nobody else in the session befriends her (devkit/revad/ocm/sites.py)
 
 
 @pytest.fixture

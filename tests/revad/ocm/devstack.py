@@ -1,5 +1,5 @@
 """Two sites as local processes (``scripts/dev-stack --sites 2``): for each site its revad (with
-the OCM services, tests/revad/ocm/sites.py), its own cs3collab hub on that revad, and one
+the OCM services, devkit/revad/ocm/sites.py), its own cs3collab hub on that revad, and one
 JupyterLab server per chosen user of that site (default einstein at A, lise at B), each with
 ``CS3Config.ocm_site`` set so the Shares panel can invite and share across sites.
 
@@ -21,9 +21,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tests.hubproc import HubProcess
+from devkit.hubproc import HubProcess
+from devkit.revad.ocm.sites import Site, describe, start_sites
 from tests.jupyter_cs3.jupyterproc import JupyterProcess, start_all
-from tests.revad.ocm.sites import Site, describe, start_sites
 
 
 def site_servers(

@@ -1,7 +1,7 @@
 """pytest plugin: two real Reva sites federated through OCM, one pair per test session.
 
 Request the session-scoped ``ocm_sites`` fixture (a ``(site_a, site_b)`` pair of
-``tests.revad.ocm.sites.Site``). The binary comes from ``tests.revad.fixture`` (same build, same
+``devkit.revad.ocm.sites.Site``). The binary comes from ``tests.revad.fixture`` (same build, same
 ``CS3COLLAB_REVAD_BINARY``, same skip-unless-CI rule when it cannot be built).
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from devkit.revad.ocm.sites import Site, start_sites
 from tests.revad import fixture as one_site
-from tests.revad.ocm.sites import Site, start_sites
 
 __all__ = ["ocm_sites"]
 

@@ -1,6 +1,6 @@
 """Two real Reva sites (reva v2.27.7) on loopback that federate through OCM, for tests.
 
-Each site is ONE revad process (``-dev-dir``) running the one-site configs of ``tests/revad/``
+Each site is ONE revad process (``-dev-dir``) running the one-site configs of ``devkit/revad/``
 (gateway, users, storage, shares, ...) plus the OCM files beside this module:
 
     ocm-services.toml  invite manager, OCM share provider, OCM core, provider authorizer (gRPC)
@@ -10,7 +10,7 @@ Each site is ONE revad process (``-dev-dir``) running the one-site configs of ``
     ocm-webdav.toml    public storage provider (/public/<share id>) + ocdav (/dav/ocm/<share id>)
     ocm-storage.toml   "ocmreceived" storage provider: received shares at /ocm/<share id>
 
-The gateway config of ``tests/revad/`` is reused and patched here (OCM service addresses, two auth
+The gateway config of ``devkit/revad/`` is reused and patched here (OCM service addresses, two auth
 rules, two storage mounts) so it stays one file for one-site and two-site tests. Both sites read
 the same ``ocm-providers.json`` (the mesh: both domains and their ocmd URLs), so the ports of both
 sites are picked before either is rendered.
@@ -19,8 +19,9 @@ Site A (domain ``cs3collab-a.test``) has the one-site users (einstein, marie, ri
 (``cs3collab-b.test``) has lise, niels and ida (``users-b.demo.json``). The two sites have
 different JWT secrets: a token of one site is worthless at the other.
 
-CLI: ``python -m tests.revad.ocm.sites [--workdir DIR]`` starts both, prints their addresses as
-JSON and runs until interrupted (``scripts/dev-stack --sites 2`` uses it).
+CLI: ``python -m devkit.revad.ocm.sites [--workdir DIR]`` starts both, prints their addresses as
+JSON and runs until interrupted (``scripts/dev-stack --sites 2`` starts them, with a hub and
+JupyterLab per site, through tests/revad/ocm/devstack.py).
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ from cs3.rpc.v1beta1 import code_pb2
 from cs3.storage.provider.v1beta1 import provider_api_pb2 as sp_pb
 from cs3.storage.provider.v1beta1 import resources_pb2 as sp_res
 
-from tests.revad import launcher
+from devkit.ports import free_ports
+from devkit.revad import launcher
 
 HERE = Path(__file__).resolve().parent
 OCM_CONFIGS = (
@@ -93,7 +95,7 @@ ocmshares = "127.0.0.1:${OCM_AUTH_GRPC}"
 machine = "127.0.0.1:${MACHINE_AUTH_GRPC}"
 """
 _MOUNTS = """
-# OCM (tests/revad/ocm/sites.py): what we share, as other sites' grantees see it ...
+# OCM (devkit/revad/ocm/sites.py): what we share, as other sites' grantees see it ...
 [grpc.services.storageregistry.drivers.spaces.providers."127.0.0.1:${PUBLIC_STORAGE_GRPC}"]
 providerid = "${PUBLIC_STORAGE_ID}"
 [grpc.services.storageregistry.drivers.spaces.providers."127.0.0.1:${PUBLIC_STORAGE_GRPC}".spaces]
@@ -277,7 +279,7 @@ def _render(site: Site, mesh: str, log_level: str) -> None:
 
 def _prepare(binary: Path, workdir: Path, log_level: str) -> list[Site]:
     names = launcher.PORT_NAMES + OCM_PORT_NAMES
-    ports = launcher.free_ports(len(names) * len(SITES))
+    ports = free_ports(len(names) * len(SITES))
     sites = []
     for i, (name, (domain, users, probe)) in enumerate(SITES.items()):
         own = ports[i * len(names) : (i + 1) * len(names)]
