@@ -7,11 +7,12 @@ Each site is ONE revad process (``-dev-dir``) running the one-site configs of ``
                        + the ocmd endpoints the other site calls (HTTP, /ocm/...)
     ocm-auth.toml      "ocmshares" auth provider (share id + secret -> share-scoped token)
     machine-auth.toml  "machine" auth provider (the public storage provider acts as the owner)
-    ocm-webdav.toml    public storage provider (/public/<share id>) + ocdav (/dav/ocm/<share id>)
+    ocm-webdav.toml    ocdav (/dav/ocm/<share id>) for the other sites (the shares are served
+                       by the one-site public storage provider at /public/<share id>)
     ocm-storage.toml   "ocmreceived" storage provider: received shares at /ocm/<share id>
 
 The gateway config of ``devkit/revad/`` is reused and patched here (OCM service addresses, two auth
-rules, two storage mounts) so it stays one file for one-site and two-site tests. Both sites read
+rules, the /ocm mount) so it stays one file for one-site and two-site tests. Both sites read
 the same ``ocm-providers.json`` (the mesh: both domains and their ocmd URLs), so the ports of both
 sites are picked before either is rendered.
 
@@ -65,12 +66,10 @@ OCM_PORT_NAMES = (
     "OCM_HTTP",
     "OCM_AUTH_GRPC",
     "MACHINE_AUTH_GRPC",
-    "PUBLIC_STORAGE_GRPC",
     "OCM_WEBDAV_HTTP",
     "OCM_STORAGE_GRPC",
     "OCM_STORAGE_HTTP",
 )
-PUBLIC_STORAGE_ID = "7993447f-687f-490d-875c-ac95e89a62a4"  # = reva's utils.PublicStorageProviderID
 OCM_STORAGE_ID = "89f37a33-858b-45fa-8890-a1f2b27d90e1"  # = reva's utils.OCMStorageProviderID
 
 SITE_B_USERS: dict[str, tuple[str, str]] = {  # username -> (password, opaque id)
@@ -95,14 +94,9 @@ ocmshares = "127.0.0.1:${OCM_AUTH_GRPC}"
 machine = "127.0.0.1:${MACHINE_AUTH_GRPC}"
 """
 _MOUNTS = """
-# OCM (devkit/revad/ocm/sites.py): what we share, as other sites' grantees see it ...
-[grpc.services.storageregistry.drivers.spaces.providers."127.0.0.1:${PUBLIC_STORAGE_GRPC}"]
-providerid = "${PUBLIC_STORAGE_ID}"
-[grpc.services.storageregistry.drivers.spaces.providers."127.0.0.1:${PUBLIC_STORAGE_GRPC}".spaces]
-"mountpoint" = { "mount_point" = "/public", "path_template" = "/public/{{.Space.Root.OpaqueId}}" }
-"grant" = { "mount_point" = "." }
-
-# ... and what we received from other sites
+# OCM (devkit/revad/ocm/sites.py): what we share is served to other sites by the public storage
+# provider the one-site configs mount at /public (shares.toml; it resolves OCM share scopes as
+# well as public links) ... and what we received from other sites is here:
 [grpc.services.storageregistry.drivers.spaces.providers."127.0.0.1:${OCM_STORAGE_GRPC}"]
 providerid = "${OCM_STORAGE_ID}"
 [grpc.services.storageregistry.drivers.spaces.providers."127.0.0.1:${OCM_STORAGE_GRPC}".spaces]
@@ -256,7 +250,6 @@ def _values(site: Site, log_level: str) -> dict[str, str]:
         SERVICE_USER_ID=launcher.SERVICE_USER_ID,
         MACHINE_AUTH_API_KEY=f"cs3collab-test-machine-auth-api-key-{site.name}",
         OCM_DOMAIN=site.domain,
-        PUBLIC_STORAGE_ID=PUBLIC_STORAGE_ID,
         OCM_STORAGE_ID=OCM_STORAGE_ID,
     )
     return values
