@@ -27,8 +27,12 @@ from tests.jupyter_cs3.jupyterproc import JupyterProcess, start_all
 
 
 def site_servers(
-    workdir: Path, site: Site, hub: HubProcess, users: tuple[str, ...]
+    workdir: Path, site: Site, hubs: dict[str, HubProcess], users: tuple[str, ...]
 ) -> dict[str, JupyterProcess]:
+    """The site's users' Jupyter servers: their own site's hub, and the other site's hub for
+    notebooks shared from there (``ocm_hubs``)."""
+    hub = hubs[site.domain]
+    others = {domain: h.http_url for domain, h in hubs.items() if domain != site.domain}
     return {
         user: JupyterProcess(
             workdir / f"jupyter-{site.name}-{user}",
@@ -39,6 +43,7 @@ def site_servers(
                 "password": site.users[user][0],
                 "hub_url": hub.http_url,
                 "ocm_site": site.domain,
+                "ocm_hubs": others,
             },
             token=secrets.token_urlsafe(16),
         )
@@ -56,7 +61,8 @@ def running_two_sites(
         stack.callback(b.stop)
         servers: dict[str, JupyterProcess] = {}
         info: dict[str, Any] = {}
-        for site, users in ((a, users_a), (b, users_b)):
+        hubs: dict[str, HubProcess] = {}
+        for site in (a, b):
             root = workdir / f"hub-{site.name}"
             (root / "root").mkdir(parents=True, exist_ok=True)
             hub = HubProcess(
@@ -66,13 +72,15 @@ def running_two_sites(
             )
             stack.callback(hub.stop)
             hub.start()
-            mine = site_servers(workdir, site, hub, users)
+            hubs[site.domain] = hub
+        for site, users in ((a, users_a), (b, users_b)):
+            mine = site_servers(workdir, site, hubs, users)
             for server in mine.values():
                 stack.callback(server.stop)
             servers.update({f"{site.name}:{u}": s for u, s in mine.items()})
             info[site.name] = {
                 **describe(site),
-                "hub": hub.http_url,
+                "hub": hubs[site.domain].http_url,
                 "jupyter": {u: f"{s.url}/lab?token={s.token}" for u, s in mine.items()},
             }
         start_all(list(servers.values()))
