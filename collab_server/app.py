@@ -21,6 +21,7 @@ from collab_server.hub import Hub, HubError
 from collab_server.logs import get_logger, kv
 from collab_server.loop_lag import watch_loop_lag
 from collab_server.metrics import HubMetrics
+from collab_server.ocm_auth import OCMShareAuthenticator, watch_share
 from collab_server.presence import PRESENCE_PATH, Presence, endpoint  # issue 13
 from collab_server.settings import Settings
 from collab_server.update_log import SQLiteUpdateLog
@@ -117,7 +118,9 @@ def build_authenticator(settings: Settings, storage: Storage) -> Authenticator:
             raise ValueError("local mode needs a token (CS3COLLAB_TOKEN or --token)")
         user = User(id="local", username=getpass.getuser(), display_name=getpass.getuser())
         return StaticTokenAuthenticator(settings.token, user)
-    return StorageAuthenticator(storage, cache_seconds=settings.auth_cache_seconds)
+    inner = StorageAuthenticator(storage, cache_seconds=settings.auth_cache_seconds)
+    # OCM (issue 17): remote sites' Jupyter servers authenticate with a share id + secret.
+    return OCMShareAuthenticator(inner, settings.gateway, cache_seconds=settings.auth_cache_seconds)
 
 
 def index_page(settings: Settings) -> str:
@@ -247,6 +250,9 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> FastAPI
         try:
             await websocket.accept()
             socket = StarletteSocket(websocket)
+            # OCM (issue 17): a remote site's socket leaves when its share is revoked.
+            every = max(settings.auth_cache_seconds, 1.0)
+            watcher = asyncio.ensure_future(watch_share(hub.auth, token, socket.close, every))
             try:
                 await hub.serve(
                     socket, room_name, websocket.query_params.get("sessionId"), principal
@@ -255,6 +261,8 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> FastAPI
                 # A bug must cost one socket, not the process; the client reconnects.
                 log.exception("websocket handler failed", extra=kv(room=room_name))
                 await socket.close(1011, "internal error")
+            finally:
+                watcher.cancel()
         finally:
             hub.leave(principal, address)
 

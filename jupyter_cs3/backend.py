@@ -20,7 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from jupyter_cs3.config import CS3Config
 from storage_bridge.base import Storage
-from storage_bridge.errors import InvalidArgument, Unauthenticated
+from storage_bridge.errors import InvalidArgument, NotFound, Unauthenticated
 from storage_bridge.types import User
 
 if TYPE_CHECKING:
@@ -66,6 +66,7 @@ class Backend:
         self._login: asyncio.Lock | None = None
         self._user: User | None = None
         self._root: str | None = None
+        self._ocm_kinds: dict[str, tuple[bool, str]] = {}  # received OCM share -> (is_dir, name)
         from jupyter_cs3.sharing import make_sharing
 
         self.sharing: Sharing = make_sharing(self, cs3)
@@ -157,24 +158,72 @@ class Backend:
     def is_shares_folder(self, api_path: str) -> bool:
         return bool(self.shares_folder) and api_path.strip("/") == self.shares_folder
 
+    @property
+    def ocm_site(self) -> str:
+        return self.config.ocm_site
+
+    @property
+    def federated_folder(self) -> str:
+        """The contents folder received OCM shares open under ("" when there is none)."""
+        return self.config.federated_folder.strip("/") if self.kind == "cs3" else ""
+
     async def storage_path(self, api_path: str) -> str:
         """The storage path of a contents path; refuses ``..`` and NUL."""
         rel = api_path.strip("/")
         parts = [p for p in rel.split("/") if p not in ("", ".")]
         if any(p == ".." for p in parts) or "\x00" in rel:
             raise InvalidArgument(f"invalid path: {api_path!r}")
+        if len(parts) >= 2 and self.federated_folder and parts[0] == self.federated_folder:
+            return await self._ocm_storage_path(parts[1], parts[2:])
         root = await self.root()
         return posixpath.join(root, *parts) if parts else root
+
+    async def _ocm_kind(self, share_id: str) -> tuple[bool, str]:
+        """(is a folder, name) of a received OCM share, asked once of our gateway."""
+        if share_id not in self._ocm_kinds:
+            from storage_bridge.cs3_ocm import OCM_MOUNT
+
+            res = await self.run(lambda t: self.storage.stat(t, f"{OCM_MOUNT}/{share_id}"))
+            self._ocm_kinds[share_id] = (res.is_dir, res.name)
+        return self._ocm_kinds[share_id]
+
+    async def _ocm_storage_path(self, share_id: str, rest: list[str]) -> str:
+        # <folder>/<id>/... of a folder share is /ocm/<id>/...; <folder>/<id>/<name> of a file
+        # share is the file /ocm/<id> itself (so JupyterLab sees the notebook's extension).
+        from storage_bridge.cs3_ocm import OCM_MOUNT
+
+        base = f"{OCM_MOUNT}/{share_id}"
+        is_dir, name = await self._ocm_kind(share_id)
+        if is_dir:
+            return posixpath.join(base, *rest)
+        if rest == [name]:
+            return base
+        raise NotFound(f"no {'/'.join(rest)!r} in the federated share {share_id}")
 
     async def api_path(self, storage_path: str) -> str | None:
         """The contents path of a storage path, or None if it is outside the root."""
         root = (await self.root()).rstrip("/")
         norm = posixpath.normpath(storage_path)
+        ocm = self._ocm_api_path(norm)
+        if ocm is not None:
+            return ocm
         if norm == root or (root == "" and norm == "/"):
             return ""
         if norm.startswith(root + "/"):
             return norm[len(root) + 1 :]
         return None
+
+    def _ocm_api_path(self, norm: str) -> str | None:
+        """The contents path of /ocm/<id>[/...] (a share this server opened before), or None."""
+        parts = norm.strip("/").split("/")
+        if len(parts) < 2 or parts[0] != "ocm" or not self.federated_folder:  # OCM_MOUNT
+            return None
+        kind = self._ocm_kinds.get(parts[1])
+        if kind is None:
+            return None
+        is_dir, name = kind
+        tail = parts[2:] if is_dir else [name]
+        return posixpath.join(self.federated_folder, parts[1], *tail)
 
     # ---- hub ----
 

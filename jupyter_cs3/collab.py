@@ -37,6 +37,8 @@ from tornado.websocket import websocket_connect as _websocket_connect
 
 from jupyter_cs3.backend import Backend
 from jupyter_cs3.contents import http_error
+from jupyter_cs3.remote_hub import RemoteHubs, RemoteRoute
+from jupyter_cs3.sharing_errors import SharingRefused
 from storage_bridge.errors import StorageError
 
 GLOBAL_AWARENESS = "JupyterLab:globalAwareness"
@@ -68,6 +70,7 @@ class HubClient:
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
         self._http: httpx.AsyncClient | None = None
+        self.remote = RemoteHubs(backend)  # rooms at other sites' hubs (OCM, issue 17)
 
     def http(self) -> httpx.AsyncClient:
         if self._http is None:
@@ -86,6 +89,11 @@ class HubClient:
             token = await self.backend.renew(token)
             r = await self.http().put(url, json=body, headers={"Authorization": f"Bearer {token}"})
         return r
+
+    async def remote_session(self, route: RemoteRoute, body: dict[str, Any]) -> httpx.Response:
+        """The session of a notebook shared from another site, at that site's hub."""
+        headers = {"Authorization": f"Bearer {route.credential}"}
+        return await self.http().put(route.session_url(), json=body, headers=headers)
 
     async def aclose(self) -> None:
         if self._http is not None:
@@ -114,10 +122,21 @@ class SessionHandler(APIHandler):
             raise http_error(exc, path) from exc
         hub: HubClient = self.settings["cs3_hub_client"]
         try:
-            r = await hub.session(storage_path, {"format": fmt, "type": typ})
+            # issue 17: a notebook shared from another site lives in that site's hub
+            remote = await hub.remote.route_for(storage_path)
+        except SharingRefused as exc:
+            raise web.HTTPError(exc.status, exc.message) from exc
+        except StorageError as exc:
+            raise http_error(exc, path) from exc
+        try:
+            if remote is not None:
+                r = await hub.remote_session(remote, {"format": fmt, "type": typ})
+            else:
+                r = await hub.session(storage_path, {"format": fmt, "type": typ})
         except httpx.HTTPError as exc:
             self.log.warning("collaboration hub unreachable: %r", exc)
-            raise web.HTTPError(503, "collaboration hub unreachable") from exc
+            where = f"the collaboration hub of {remote.site}" if remote else "collaboration hub"
+            raise web.HTTPError(503, f"{where} unreachable") from exc
         except StorageError as exc:
             raise http_error(exc, path) from exc
         try:
@@ -130,6 +149,8 @@ class SessionHandler(APIHandler):
             if status == 401:  # the hub refused *our* credentials: not the browser's fault
                 status = 403
             raise web.HTTPError(status, str(message or r.reason_phrase))
+        if remote is not None:
+            hub.remote.remember(answer["fileId"], remote)
         self.set_status(r.status_code)
         self.finish(
             json.dumps(
@@ -197,14 +218,17 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
             await self.send(self.awareness.hello())
             return
         session_id = self.get_query_argument("sessionId", "")
+        hub_client: HubClient = self.settings["cs3_hub_client"]
+        remote = hub_client.remote.route_of_room(room)  # issue 17: at another site's hub
         if room == GLOBAL_AWARENESS:
             url = self.backend.hub_ws_url(HUB_AWARENESS)
         else:
-            url = self.backend.hub_ws_url("/api/collaboration/room/" + quote(room, safe=":"))
+            room_path = "/api/collaboration/room/" + quote(room, safe=":")
+            url = remote.ws_url(room_path) if remote else self.backend.hub_ws_url(room_path)
         if session_id:
             url += "?sessionId=" + quote(session_id, safe="")
         try:
-            token = await self.backend.hub_token()
+            token = remote.credential if remote else await self.backend.hub_token()
             request = HTTPRequest(
                 url,
                 headers={"Authorization": f"Bearer {token}"},

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-from traitlets import Bool, Enum, Float, Integer, Unicode, default
+from traitlets import Bool, Dict, Enum, Float, Integer, Unicode, default
 from traitlets.config import Configurable
 
 # Environment variables read as defaults (for containers and spawners that pass env, not files).
@@ -77,6 +77,35 @@ class CS3Config(Configurable):
         help=(
             "Accept pending received shares when the shares folder is listed (cs3 only). "
             "Default: they wait under Pending in the Shares panel until accepted or declined."
+        ),
+    )
+
+    # OCM (sharing across sites, jupyter_cs3/federation.py)
+    ocm_site = Unicode(
+        "",
+        config=True,
+        help=(
+            "This site's OCM domain, as the other sites' provider lists name it (e.g. "
+            "cernbox.cern.ch); shown with invites so the colleague knows where they come from."
+        ),
+    )
+    ocm_hubs = Dict(
+        key_trait=Unicode(),
+        value_trait=Unicode(),
+        default_value={},
+        config=True,
+        help=(
+            "The cs3collab hub of each other site (OCM domain -> hub URL): a notebook shared "
+            "from there is co-edited live in the owner site's room. Without an entry it is not "
+            "opened in a room at all (no silent second copy)."
+        ),
+    )
+    federated_folder = Unicode(
+        "Other sites",
+        config=True,
+        help=(
+            "Contents folder under which shares received from other sites (OCM) open; its "
+            "children are the accepted shares' ids (cs3 only)."
         ),
     )
 

@@ -35,6 +35,7 @@ from tornado import web
 
 from jupyter_cs3.backend import Backend
 from jupyter_cs3.contents import http_error
+from jupyter_cs3.ocm_rest import federated_json
 from jupyter_cs3.sharing import (
     FileInfo,
     PublicLink,
@@ -190,13 +191,18 @@ class SharesHandler(_CS3Handler):
             else:
                 mine = await self.sharing.shares()
                 received = await self.sharing.received()
+            # Shares with and from other sites (OCM) are listed with the local ones.
+            ocm_by_me, ocm_with_me = (
+                ([], []) if path is not None else await federated_json(self.backend)
+            )
         except Exception as exc:
             raise self._fail(exc, path or "") from exc
         self.finish(
             json.dumps(
                 {
-                    "by_me": [await self._share_json(s, users) for s in mine],
-                    "with_me": [await self._received_json(r, users) for r in received],
+                    "by_me": [await self._share_json(s, users) for s in mine] + ocm_by_me,
+                    "with_me": [await self._received_json(r, users) for r in received]
+                    + ocm_with_me,
                 }
             )
         )

@@ -19,8 +19,9 @@ import posixpath
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
+from jupyter_cs3.sharing_errors import SharingRefused, SharingUnavailable
 from storage_bridge.base import Storage
 from storage_bridge.cs3 import CS3Storage
 from storage_bridge.cs3.shares import ReceivedShare, Role, Share
@@ -33,7 +34,11 @@ from storage_bridge.errors import (
 )
 from storage_bridge.types import Lock, Permissions, Resource, ResourceId, User
 
+if TYPE_CHECKING:
+    from jupyter_cs3.federation import Federation
+
 T = TypeVar("T")
+__all__ = ["SharingRefused", "SharingUnavailable"]  # defined in sharing_errors (federation too)
 
 
 class Backend(Protocol):
@@ -49,6 +54,9 @@ class Backend(Protocol):
 
     async def storage_path(self, api_path: str) -> str: ...
 
+    @property
+    def ocm_site(self) -> str: ...
+
 
 log = logging.getLogger(__name__)
 
@@ -58,19 +66,6 @@ LOCAL_MESSAGE = (
     "Sharing is not available here: this JupyterLab keeps its files in a local folder, "
     "not in CS3 storage."
 )
-
-
-class SharingUnavailable(Exception):
-    """This storage cannot share (HTTP 501); the message says so in plain words."""
-
-
-class SharingRefused(Exception):
-    """A sharing request that cannot be done as asked; ``status`` is the HTTP status."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +96,11 @@ class Sharing(Protocol):
     @property
     def available(self) -> bool:
         """Whether this storage can share at all."""
+        ...
+
+    @property
+    def federation(self) -> Federation:
+        """Sharing with users at other sites (OCM), ``jupyter_cs3.federation``."""
         ...
 
     async def user(self, who: str) -> User:
@@ -156,11 +156,18 @@ class LocalSharing:
     """A local folder: one user, no sharing; file details from the folder and the hub's locks."""
 
     def __init__(self, backend: Backend) -> None:
+        from jupyter_cs3.federation import LocalFederation
+
         self.backend = backend
+        self._federation = LocalFederation()
 
     @property
     def available(self) -> bool:
         return False
+
+    @property
+    def federation(self) -> Federation:
+        return self._federation
 
     def _unavailable(self) -> SharingUnavailable:
         return SharingUnavailable(LOCAL_MESSAGE)
@@ -230,12 +237,19 @@ class CS3Sharing:
 
     def __init__(self, backend: Backend, cs3: CS3Storage) -> None:
         # The backend's own storage, passed typed by whoever built it (no isinstance check).
+        from jupyter_cs3.federation import CS3Federation
+
         self.backend = backend
         self.cs3 = cs3
+        self._federation = CS3Federation(backend, cs3, backend.ocm_site)
 
     @property
     def available(self) -> bool:
         return True
+
+    @property
+    def federation(self) -> Federation:
+        return self._federation
 
     async def user(self, who: str) -> User:
         from storage_bridge.cs3.shares import get_user

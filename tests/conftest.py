@@ -8,7 +8,7 @@ import pytest
 
 from devkit.hubproc import HubProcess
 
-pytest_plugins = ["tests.revad.fixture", "tests.revad.sharing"]
+pytest_plugins = ["tests.revad.fixture", "tests.revad.sharing", "tests.revad.ocm.fixture"]
 
 
 @pytest.fixture

@@ -18,7 +18,27 @@ export interface IMe extends IUser {
   sharing: boolean;
 }
 
-export interface IShare {
+/** Shares with or from another site (OCM) carry `kind: 'ocm'` and the other site's domain. */
+export interface IFederated {
+  kind?: 'ocm';
+  site?: string;
+}
+
+export interface IContact {
+  id: string;
+  site: string;
+  address: string;
+  display_name: string;
+  mail: string;
+}
+
+export interface IInvite {
+  token: string;
+  site: string;
+  expiration: number;
+}
+
+export interface IShare extends IFederated {
   id: string;
   path: string | null;
   name: string;
@@ -29,7 +49,8 @@ export interface IShare {
   ctime: number;
 }
 
-export interface IReceivedShare {
+export interface IReceivedShare extends IFederated {
+  is_dir?: boolean; // OCM entries only
   id: string;
   state: 'pending' | 'accepted' | 'rejected' | 'invalid';
   path: string | null;
@@ -135,21 +156,31 @@ export const api = {
     request<IShare>('POST', 'shares', {}, { path, grantee, role }),
   setRole: (id: string, role: Role) =>
     request<IShare>('PATCH', `shares/${encodeURIComponent(id)}`, {}, { role }),
-  unshare: (id: string) => request<null>('DELETE', `shares/${encodeURIComponent(id)}`),
-  accept: (id: string) =>
+  // OCM entries (kind 'ocm') have their own endpoints: their ids are the OCM share ids
+  unshare: (id: string, kind?: 'ocm') =>
+    request<null>('DELETE', `${kind === 'ocm' ? 'ocm/' : ''}shares/${encodeURIComponent(id)}`),
+  accept: (id: string, kind?: 'ocm') =>
     request<IReceivedShare>(
       'PATCH',
-      `shares/received/${encodeURIComponent(id)}`,
+      `${kind === 'ocm' ? 'ocm/' : ''}shares/received/${encodeURIComponent(id)}`,
       {},
       { state: 'accepted' }
     ),
-  decline: (id: string) =>
+  decline: (id: string, kind?: 'ocm') =>
     request<IReceivedShare>(
       'PATCH',
-      `shares/received/${encodeURIComponent(id)}`,
+      `${kind === 'ocm' ? 'ocm/' : ''}shares/received/${encodeURIComponent(id)}`,
       {},
       { state: 'rejected' }
     ),
+  invite: () => request<IInvite>('POST', 'ocm/invites', {}, {}),
+  acceptInvite: (token: string, site: string) =>
+    request<IContact>('POST', 'ocm/invites/accept', {}, { token, site }),
+  contacts: (query = '') => request<IContact[]>('GET', 'ocm/contacts', { query }),
+  copyFederated: (id: string) =>
+    request<{ path: string }>('POST', `ocm/shares/received/${encodeURIComponent(id)}/copy`),
+  shareFederated: (path: string, contact: string, role: Role) =>
+    request<IShare>('POST', 'ocm/shares', {}, { path, contact, role }),
   info: (path: string) => request<IFileInfo>('GET', 'info', { path }),
   links: (path: string) => request<IPublicLink[]>('GET', 'links', { path }),
   createLink: (path: string, password: string, expiration: number) =>
@@ -162,4 +193,9 @@ export function userLabel(user: IUser | null | undefined): string {
     return '';
   }
   return user.display_name || user.username || user.id;
+}
+
+/** " (at site-b.example)" for an entry of another site, "" for a local one. */
+export function siteSuffix(entry: IFederated): string {
+  return entry.kind === 'ocm' && entry.site ? ` (${entry.site})` : '';
 }

@@ -6,6 +6,7 @@ import * as React from 'react';
 
 import { api, ApiError, IShare, IUser, Role, userLabel } from './api';
 import { LinksTab } from './linkstab';
+import { OtherSitesTab } from './othersites';
 
 const SEARCH_DELAY_MS = 300;
 
@@ -210,7 +211,7 @@ export function ShareBody(props: IShareBodyProps): JSX.Element {
 
 /** The dialog's body: a People tab (the ShareBody) and a Links tab (public links). */
 export function ShareTabs(props: IShareBodyProps): JSX.Element {
-  const [tab, setTab] = React.useState<'people' | 'links'>('people');
+  const [tab, setTab] = React.useState<'people' | 'links' | 'sites'>('people');
   const { trans } = props;
   return (
     <div className="cs3-share-tabs">
@@ -231,8 +232,18 @@ export function ShareTabs(props: IShareBodyProps): JSX.Element {
         >
           {trans.__('Links')}
         </button>
+        <button
+          role="tab"
+          aria-selected={tab === 'sites'}
+          className={`jp-mod-styled cs3-tab cs3-tab-sites${tab === 'sites' ? ' cs3-tab-current' : ''}`}
+          onClick={() => setTab('sites')}
+        >
+          {trans.__('Other sites')}
+        </button>
       </div>
-      {tab === 'people' ? <ShareBody {...props} /> : <LinksTab path={props.path} trans={trans} />}
+      {tab === 'people' && <ShareBody {...props} />}
+      {tab === 'links' && <LinksTab path={props.path} trans={trans} />}
+      {tab === 'sites' && <OtherSitesTab {...props} />}
     </div>
   );
 }

@@ -6,7 +6,7 @@ import { Message } from '@lumino/messaging';
 import { Signal } from '@lumino/signaling';
 import * as React from 'react';
 
-import { api, ApiError, IReceivedShare, IShare, Role, userLabel } from './api';
+import { api, ApiError, IReceivedShare, IShare, Role, siteSuffix, userLabel } from './api';
 
 export const REFRESH_MS = 5000;
 
@@ -105,19 +105,23 @@ function SharesView(props: {
               <div>
                 <strong>{share.name}</strong>
                 <div className="cs3-muted">
-                  {trans.__('from %1, %2', userLabel(share.owner), role(share.role))}
+                  {trans.__(
+                    'from %1, %2',
+                    userLabel(share.owner) + siteSuffix(share),
+                    role(share.role)
+                  )}
                 </div>
               </div>
               <div className="cs3-buttons">
                 <button
                   className="jp-mod-styled jp-mod-accept cs3-accept"
-                  onClick={() => void act(() => api.accept(share.id))}
+                  onClick={() => void act(() => api.accept(share.id, share.kind))}
                 >
                   {trans.__('Accept')}
                 </button>
                 <button
                   className="jp-mod-styled jp-mod-reject cs3-decline"
-                  onClick={() => void act(() => api.decline(share.id))}
+                  onClick={() => void act(() => api.decline(share.id, share.kind))}
                 >
                   {trans.__('Decline')}
                 </button>
@@ -136,7 +140,11 @@ function SharesView(props: {
               <div>
                 <strong>{share.name}</strong>
                 <div className="cs3-muted">
-                  {trans.__('from %1, %2', userLabel(share.owner), role(share.role))}
+                  {trans.__(
+                    'from %1, %2',
+                    userLabel(share.owner) + siteSuffix(share),
+                    role(share.role)
+                  )}
                 </div>
               </div>
               {share.path && (
@@ -153,6 +161,18 @@ function SharesView(props: {
                   >
                     {trans.__('Show in files')}
                   </button>
+                  {share.kind === 'ocm' && !share.is_dir && (
+                    // When the owner's site cannot host the live room: a copy, named as one
+                    <button
+                      className="jp-mod-styled cs3-ocm-copy"
+                      title={trans.__('A copy in your own files, named after its site and date')}
+                      onClick={() =>
+                        void act(async () => actions.open((await api.copyFederated(share.id)).path))
+                      }
+                    >
+                      {trans.__('Make a copy')}
+                    </button>
+                  )}
                 </div>
               )}
             </li>
@@ -174,24 +194,26 @@ function SharesView(props: {
               <div>
                 <strong>{share.name}</strong>
                 <div className="cs3-muted">
-                  {trans.__('with %1', userLabel(share.grantee))}
+                  {trans.__('with %1', userLabel(share.grantee) + siteSuffix(share))}
                 </div>
               </div>
               <div className="cs3-buttons">
-                <select
-                  className="jp-mod-styled cs3-role"
-                  aria-label={trans.__('Role of %1', userLabel(share.grantee))}
-                  value={share.role}
-                  onChange={event =>
-                    void act(() => api.setRole(share.id, event.target.value as Role))
-                  }
-                >
-                  <option value="viewer">{trans.__('can view')}</option>
-                  <option value="editor">{trans.__('can edit')}</option>
-                </select>
+                {share.kind !== 'ocm' && (
+                  <select
+                    className="jp-mod-styled cs3-role"
+                    aria-label={trans.__('Role of %1', userLabel(share.grantee))}
+                    value={share.role}
+                    onChange={event =>
+                      void act(() => api.setRole(share.id, event.target.value as Role))
+                    }
+                  >
+                    <option value="viewer">{trans.__('can view')}</option>
+                    <option value="editor">{trans.__('can edit')}</option>
+                  </select>
+                )}
                 <button
                   className="jp-mod-styled jp-mod-warn cs3-revoke"
-                  onClick={() => void act(() => api.unshare(share.id))}
+                  onClick={() => void act(() => api.unshare(share.id, share.kind))}
                 >
                   {trans.__('Revoke')}
                 </button>
