@@ -47,6 +47,7 @@ from collab_server.protocol import (
     raw_message,
     sync_step2_message,
 )
+from collab_server.room_events import external_change
 from collab_server.settings import Settings
 from collab_server.snapshotter import SaveStatus, Snapshotter
 from collab_server.supervise import supervised
@@ -721,6 +722,9 @@ class Room:
                 "external version merged",
                 extra=kv(room=self.key, etag=etag, reason=f"{len(conflicts)} conflicts"),
             )
+            # issue 14: the clients are told who wrote it and what changed (room_events.py)
+            event = external_change(who or self.lock.holder, base, data, len(conflicts))
+            self._outbox.put_nowait(_Outgoing(data=raw_message(event)))
         else:
             conflicts = []  # a touch, or a rewrite with the same bytes
         await self._logged()  # the merge is durable before the log calls theirs the base

@@ -15,7 +15,7 @@ from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.serverapp import ServerApp
 from tornado.ioloop import IOLoop
 
-from jupyter_cs3 import shares
+from jupyter_cs3 import roomops, shares
 from jupyter_cs3.backend import Backend
 from jupyter_cs3.collab import HubClient, LocalAwareness, RoomHandler, SessionHandler
 from jupyter_cs3.config import CS3Config
@@ -121,6 +121,7 @@ class CS3Extension(ExtensionApp):
                     {"backend": self.backend, "awareness": awareness},
                 ),
                 *shares.handlers("/api/cs3"),
+                *roomops.handlers("/api/cs3"),  # issue 14
             ]
         )
 
