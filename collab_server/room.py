@@ -690,6 +690,11 @@ class Room:
     async def _merge_external_locked(self) -> Resource:
         """Merge what storage holds if someone else wrote it; returns the resource as stat'ed."""
         resource = await self._storage.stat(self.any_token(), self.resource_id)
+        if self.lock.seen(resource.lock):
+            # issue 14: another application holds the lock now (the stat shows it): refresh
+            # at once instead of at the next refresh (up to lock_refresh away), so the clients
+            # turn read-only within a watch interval.
+            await self._lock_tick()
         if resource.etag == self.base_etag:
             return resource
         data, etag = await self._storage.read(self.any_token(), self.resource_id)

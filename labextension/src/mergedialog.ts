@@ -101,6 +101,15 @@ class MergeBody extends Widget {
     }
   }
 
+  protected onBeforeDetach(): void {
+    // while still in the page: Lumino refuses to detach a widget whose host left the DOM
+    for (const [widget] of this._children) {
+      if (widget.isAttached) {
+        Widget.detach(widget);
+      }
+    }
+  }
+
   dispose(): void {
     for (const [widget] of this._children) {
       widget.dispose();

@@ -178,7 +178,7 @@ export const roomsPlugin: JupyterFrontEndPlugin<void> = {
     palette: ICommandPalette | null
   ) => {
     // before any document opens: the docprovider creates its sockets when one does
-    roomSockets.install();
+    roomSockets.install(app.serviceManager.serverSettings);
     const trans = (translator ?? nullTranslator).load('jupyterlab');
     const rooms = new Rooms(app, tracker, trans);
     tracker.widgetAdded.connect((_, panel) => void rooms.guard(panel));

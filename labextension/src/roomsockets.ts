@@ -31,8 +31,10 @@ class RoomSockets {
     return count === undefined ? null : count > 0;
   }
 
-  install(): void {
-    const Native = window.WebSocket;
+  /** Wrap the WebSocket class JupyterLab's server settings hand to the docprovider (it takes
+   * ``serverSettings.WebSocket``, captured at start-up, not the global). */
+  install(settings: { WebSocket: typeof WebSocket }): void {
+    const Native = settings.WebSocket;
     if ((Native as unknown as { cs3Observed?: boolean }).cs3Observed) {
       return;
     }
@@ -47,7 +49,8 @@ class RoomSockets {
         }
       }
     }
-    window.WebSocket = ObservedWebSocket;
+    // not frozen: the one settings object the service manager and the drive share
+    (settings as { WebSocket: typeof WebSocket }).WebSocket = ObservedWebSocket;
   }
 
   private _observe(socket: WebSocket, fileId: string): void {

@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from storage_bridge.cs3 import CS3Storage
+from storage_bridge.cs3 import CS3Settings, CS3Storage
 from storage_bridge.cs3_shares import accept_received_share, create_share
 from tests.e2e.test_browser_coedit import LAB_SETTINGS, _dismiss_kernel_dialog, _run
 from tests.e2e.test_browser_sharing import Recorder, _new_page, _open_lab
@@ -90,7 +90,9 @@ class Storage:
         self.gateway = gateway
 
     async def _with(self, op: Any) -> Any:
-        storage = CS3Storage(self.gateway)
+        # locks without a user, like the hub's (collab_server/app.py): reva unlocks only a
+        # lock whose user matches
+        storage = CS3Storage(CS3Settings(gateway=self.gateway, lock_with_user=False))
         try:
             token = await storage.authenticate("einstein", USERS["einstein"][0])
             return await op(storage, token)
@@ -247,7 +249,9 @@ def test_lock_dialog_work_on_copy_external_change_merge(
     storage = Storage(stack.revad.gateway)
     name = f"locked-{uuid.uuid4().hex[:6]}.ipynb"
     path = storage.create(name, _notebook("a = 1", "b = 2"))
-    ctx, page = _new_page(browser, Recorder())
+    # wide enough for two notebooks side by side with their whole toolbars
+    ctx = browser.new_context(viewport={"width": 1800, "height": 900})
+    page = ctx.new_page()
     try:
         _open_lab(page, stack["einstein"], name)
         page.locator(f"{PANEL} {EDITOR}").first.wait_for(timeout=60_000)
@@ -272,12 +276,12 @@ def test_lock_dialog_work_on_copy_external_change_merge(
 
         # Work on a copy: the copy opens beside the original; einstein edits it
         page.locator(".jp-Dialog .cs3-lock-copy").click()
-        copy_panel = page.locator(".jp-NotebookPanel", has=page.locator(
-            ".cs3-toolbar-merge:not(.lm-mod-hidden)"))  # fmt: skip
+        # the copy opens beside: the dock's second notebook panel (the original is the first)
+        copy_panel = page.locator(".jp-NotebookPanel").nth(1)
         copy_panel.locator(EDITOR).first.wait_for(timeout=30_000)
         _dismiss_kernel_dialog(page)
-        original = page.locator(".jp-NotebookPanel", has_not=page.locator(
-            ".cs3-toolbar-merge:not(.lm-mod-hidden)"))  # fmt: skip
+        original = page.locator(".jp-NotebookPanel").nth(0)
+        page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text=".conflict").wait_for()
         # the original is really read-only: typing into it changes nothing
         original.locator(EDITOR).first.click()
         page.keyboard.type("typed while locked")
@@ -317,6 +321,7 @@ def test_lock_dialog_work_on_copy_external_change_merge(
         conflict.locator("select").select_option("theirs")
         page.screenshot(path=str(artifacts / "rooms-merge-dialog.png"))
         page.locator(".jp-Dialog .cs3-merge-apply").click()
+        page.locator(".Toastify__toast", has_text="Merged into").wait_for(timeout=30_000)
         want = ["a = 10  # copy", "b = 20  # copy"]
         _wait_cells(original, want, seconds=20)
         assert storage.read_until(path, want) == want
