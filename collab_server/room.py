@@ -806,6 +806,10 @@ class Room:
                 }
             client.send(raw_message(message))
 
+    def broadcast_raw(self, message: dict[str, Any]) -> None:
+        """A raw JSON message to every client, in order with the updates (issue 14)."""
+        self._outbox.put_nowait(_Outgoing(data=raw_message(message)))
+
     def export(self) -> bytes:
         """The live document as file bytes (raises ``ExportError``)."""
         return self._export()

@@ -10,6 +10,8 @@ jupyter_cs3 relays these with the user's CS3 token (the browser never holds one)
   ``{"choices": {cellId: mine|theirs|both}}``: the chosen result, merged into the original's
   live room with the original's current content as base, so edits made meanwhile survive and
   every open client gets ordinary Y updates.
+- ``POST /api/collaboration/move/{path}`` ``{"to": "<storage path>"}``: rename/move an open
+  document with its room's lock id; the room (keyed by resource id) and its clients stay.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from collab_server.logs import get_logger, kv
 from collab_server.merge_preview import PreviewError, preview, resolve
 from collab_server.protocol import CloseCode
 from crdt.errors import ExportError
-from storage_bridge.errors import StorageError
+from storage_bridge.errors import Locked, PreconditionFailed, StorageError
 from storage_bridge.types import Resource, ResourceId
 
 log = get_logger("room_ops")
@@ -48,6 +50,8 @@ def _http_error(exc: Exception) -> JSONResponse:
         return JSONResponse({"message": exc.message}, status_code=exc.status)
     if isinstance(exc, PreviewError):
         return JSONResponse({"message": str(exc)}, status_code=409)
+    if isinstance(exc, Locked) and not isinstance(exc, PreconditionFailed):
+        return JSONResponse({"message": f"locked: {exc}"}, status_code=409)
     if isinstance(exc, StorageError):
         return _http_error(Hub.storage_http_error(exc))
     return JSONResponse({"message": f"the document cannot be exported: {exc}"}, status_code=409)
@@ -119,6 +123,20 @@ async def merge_resolved(
             "conflictCopy": copy, "path": fork.original.path}  # fmt: skip
 
 
+async def move(hub: Hub, principal: Principal, path: str, to: str) -> dict[str, Any]:
+    """Rename/move ``path`` to ``to`` with the open room's lock id (storage refuses a move of a
+    locked file without it). The room is keyed by resource id: it stays, with its clients."""
+    resource = await hub.storage.stat(principal.token, path)
+    fmt, typ = ("json", "notebook") if resource.name.endswith(".ipynb") else ("text", "file")
+    room = hub.rooms.get(room_key(fmt, typ, resource.id.to_file_id()))
+    lock_id = room.lock.lock_id if room is not None else None
+    moved = await hub.storage.move(principal.token, resource.id, to, lock_id=lock_id)
+    if room is not None:
+        room.broadcast_raw({"type": "moved", "by": principal.user.username})
+    log.info("document moved", extra=kv(path=path, reason=f"to {moved.path}"))
+    return {"path": moved.path, "fileId": moved.id.to_file_id()}
+
+
 def router(hub: Hub, token_of: TokenOf) -> APIRouter:
     api = APIRouter()
 
@@ -151,5 +169,17 @@ def router(hub: Hub, token_of: TokenOf) -> APIRouter:
             message = 'the body must be JSON {"choices": {"<cell id>": "mine|theirs|both"}}'
             return JSONResponse({"message": message}, status_code=400)
         return await run(request, lambda p: merge_resolved(hub, p, path, choices))
+
+    @api.post("/api/collaboration/move/{path:path}")
+    async def _move(path: str, request: Request) -> Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        to = body.get("to") if isinstance(body, dict) else None
+        if not isinstance(to, str) or not to.startswith("/"):
+            return JSONResponse({"message": 'the body must be JSON {"to": "<absolute path>"}'},
+                                status_code=400)  # fmt: skip
+        return await run(request, lambda p: move(hub, p, path, to))
 
     return api
