@@ -11,6 +11,9 @@ Real revad + the hub + one JupyterLab server per user (einstein, marie), Playwri
    its change is in the live doc), then releases the lock: the original is editable live again.
    Merge from the copy: the dialog shows one cell merged by itself and one conflict, the conflict
    is resolved as "theirs"; the original in CS3 holds the chosen result.
+5. einstein renames the notebook he and marie (editor) have open, in his file browser: the hub
+   moves it with the room's lock; his tab follows the new name; both keep co-editing in the same
+   room, and the renamed file in CS3 holds both users' edits.
 
 Screenshots (test-artifacts/e2e/): ``SCREENSHOTS``; the lock-to-dialog time goes to
 ``rooms-lock-dialog.json``.
@@ -46,6 +49,7 @@ SCREENSHOTS = (
     "rooms-external-change.png",
     "rooms-show-changes.png",
     "rooms-merge-dialog.png",
+    "rooms-renamed.png",
 )
 LOCK_TO_DIALOG_MS = 2000
 PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden)"
@@ -99,13 +103,15 @@ class Storage:
         finally:
             await storage.aclose()
 
-    def create(self, name: str, nb: dict[str, Any], share_with: str | None = None) -> str:
+    def create(
+        self, name: str, nb: dict[str, Any], share_with: str | None = None, role: str = "viewer"
+    ) -> str:
         path = f"{home_path('einstein')}/{name}"
 
         async def op(storage: CS3Storage, token: str) -> None:
             await storage.create(token, path, json.dumps(nb, indent=1).encode())
             if share_with:
-                share = await create_share(storage, token, path, share_with, "viewer")
+                share = await create_share(storage, token, path, share_with, role)
                 marie = await storage.authenticate(share_with, USERS[share_with][0])
                 await accept_received_share(storage, marie, share.id)
 
@@ -330,3 +336,52 @@ def test_lock_dialog_work_on_copy_external_change_merge(
         raise
     finally:
         ctx.close()
+
+
+def test_rename_an_open_notebook_keeps_both_in_the_room(
+    stack: DevStack, browser: Any, artifacts: Path
+) -> None:
+    storage = Storage(stack.revad.gateway)
+    name = f"rename-{uuid.uuid4().hex[:6]}.ipynb"
+    new_name = f"renamed-{uuid.uuid4().hex[:6]}.ipynb"
+    storage.create(name, _notebook("x = 1"), share_with="marie", role="editor")
+    ctx_e, page_e = _new_page(browser, Recorder())
+    ctx_m, page_m = _new_page(browser, Recorder())
+    try:
+        _open_lab(page_e, stack["einstein"], name)
+        _open_lab(page_m, stack["marie"], f"Shares/{name}")
+        for page in (page_e, page_m):
+            page.locator(f"{PANEL} {EDITOR}").first.wait_for(timeout=60_000)
+            _dismiss_kernel_dialog(page)
+        panel_e, panel_m = page_e.locator(PANEL), page_m.locator(PANEL)
+        _status(panel_m).filter(has_text="Editing live").wait_for(timeout=15_000)
+        _replace_cell(page_m, panel_m, 0, "x = 2  # marie")
+        _wait_cells(panel_e, ["x = 2  # marie"])
+        # einstein renames it in his file browser while both have it open
+        item = page_e.locator(".jp-DirListing-item", has_text=name).first
+        item.click(button="right")
+        page_e.locator(".lm-Menu-item", has_text="Rename").first.click()
+        editor = page_e.locator(".jp-DirListing-editor")
+        editor.fill(new_name)
+        editor.press("Enter")
+        page_e.locator(".jp-DirListing-item", has_text=new_name).wait_for(timeout=15_000)
+        page_e.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text=new_name).wait_for(
+            timeout=15_000
+        )
+        assert page_e.locator(".jp-Dialog").count() == 0, page_e.locator(".jp-Dialog").inner_text()
+        # still one room: each sees the other's typing
+        _replace_cell(page_e, panel_e, 0, "x = 3  # einstein after the rename")
+        _wait_cells(panel_m, ["x = 3  # einstein after the rename"])
+        _replace_cell(page_m, panel_m, 0, "x = 4  # marie after the rename")
+        _wait_cells(panel_e, ["x = 4  # marie after the rename"])
+        page_e.screenshot(path=str(artifacts / "rooms-renamed.png"))
+        path = f"{home_path('einstein')}/{new_name}"
+        want = ["x = 4  # marie after the rename"]
+        assert storage.read_until(path, want) == want
+    except BaseException:
+        page_e.screenshot(path=str(artifacts / "rooms-rename-einstein-failure.png"))
+        page_m.screenshot(path=str(artifacts / "rooms-rename-marie-failure.png"))
+        raise
+    finally:
+        ctx_e.close()
+        ctx_m.close()
