@@ -3,7 +3,8 @@
 Real revad + the hub + one JupyterLab server per user (einstein, marie), Playwright + Chromium.
 
 1. marie (viewer) cannot type into any cell nor add one; einstein (editor) in the same room can,
-   and marie sees his text live. The toolbar says "View only" / "Editing live".
+   and marie sees his text live. The toolbar says "View only" / "Editing live". The timeline
+   slider is disabled in page config and never calls /api/collaboration/timeline.
 2. Another application ("wopi") takes the CS3 lock of einstein's open notebook: within 2 s it is
    read-only (typing changes nothing) and the "Modified by another person" dialog is shown (the
    time from the lock to the dialog is measured). Work on a copy: the copy opens beside; einstein
@@ -52,6 +53,7 @@ SCREENSHOTS = (
     "rooms-renamed.png",
 )
 LOCK_TO_DIALOG_MS = 2000
+TIMELINE = "@jupyter/docprovider-extension:statusBarTimeline"
 PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden)"
 EDITOR = ".jp-Cell .cm-editor .cm-content"
 
@@ -199,8 +201,9 @@ def test_viewer_cannot_type_editor_can(stack: DevStack, browser: Any, artifacts:
     storage = Storage(stack.revad.gateway)
     name = f"view-{uuid.uuid4().hex[:6]}.ipynb"
     storage.create(name, _notebook("x = 1", "y = 2"), share_with="marie")
+    rec_m = Recorder()
     ctx_e, page_e = _new_page(browser, Recorder())
-    ctx_m, page_m = _new_page(browser, Recorder())
+    ctx_m, page_m = _new_page(browser, rec_m)
     try:
         _open_lab(page_e, stack["einstein"], name)
         _open_lab(page_m, stack["marie"], f"Shares/{name}")
@@ -209,6 +212,11 @@ def test_viewer_cannot_type_editor_can(stack: DevStack, browser: Any, artifacts:
             _dismiss_kernel_dialog(page)
         panel_e, panel_m = page_e.locator(PANEL), page_m.locator(PANEL)
         _status(panel_m).filter(has_text="View only").wait_for(timeout=15_000)
+        # the timeline slider is off (page config), so it never asks the unserved endpoint
+        config = page_m.evaluate(
+            "() => JSON.parse(document.getElementById('jupyter-config-data').textContent)"
+        )
+        assert TIMELINE in config["disabledExtensions"]
         _status(panel_e).filter(has_text="Editing live").wait_for(timeout=15_000)
         # marie: typing into each cell, and command-mode "b" (insert below), change nothing
         for index in range(2):
@@ -223,6 +231,7 @@ def test_viewer_cannot_type_editor_can(stack: DevStack, browser: Any, artifacts:
         _replace_cell(page_e, panel_e, 1, "y = 42  # einstein")
         _wait_cells(panel_m, ["x = 1", "y = 42  # einstein"])
         page_e.screenshot(path=str(artifacts / "rooms-status-editor.png"))
+        assert not [u for u, _, _ in rec_m.requests if "collaboration/timeline" in u]
         assert _cells(panel_e) == ["x = 1", "y = 42  # einstein"]
         path = f"{home_path('einstein')}/{name}"
         assert storage.read_until(path, ["x = 1", "y = 42  # einstein"]) == [
