@@ -12,6 +12,8 @@ jupyter_cs3 relays these with the user's CS3 token (the browser never holds one)
   every open client gets ordinary Y updates.
 - ``POST /api/collaboration/move/{path}`` ``{"to": "<storage path>"}``: rename/move an open
   document with its room's lock id; the room (keyed by resource id) and its clients stay.
+- ``POST /api/collaboration/restore/{path}`` ``{"key": "<version key>"}``: restore a CS3 file
+  version under the room's lock and merge it into the live room at once.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from collab_server.logs import get_logger, kv
 from collab_server.merge_preview import PreviewError, preview, resolve
 from collab_server.protocol import CloseCode
 from crdt.errors import ExportError
+from storage_bridge.cs3 import CS3Storage
+from storage_bridge.cs3_versions import restore_version
 from storage_bridge.errors import Locked, PreconditionFailed, StorageError
 from storage_bridge.types import Resource, ResourceId
 
@@ -137,6 +141,23 @@ async def move(hub: Hub, principal: Principal, path: str, to: str) -> dict[str, 
     return {"path": moved.path, "fileId": moved.id.to_file_id()}
 
 
+async def restore(hub: Hub, principal: Principal, path: str, key: str) -> dict[str, Any]:
+    """Restore CS3 file version ``key`` through the room: storage restores it under the room's
+    lock, then the room merges it at once like any external version, so every open client
+    receives it as ordinary Y updates (no reload, no duplicated cells)."""
+    if not isinstance(hub.storage, CS3Storage):
+        raise HubError(501, CloseCode.BAD_REQUEST, "this storage keeps no file versions")
+    resource = await hub.document(principal, path, Access.EDIT)
+    fmt, typ = ("json", "notebook") if resource.name.endswith(".ipynb") else ("text", "file")
+    room = hub.rooms.get(room_key(fmt, typ, resource.id.to_file_id()))
+    lock_id = room.lock.lock_id if room is not None else None
+    await restore_version(hub.storage, principal.token, resource.id, key, lock_id=lock_id)
+    if room is not None:
+        await room.check_external()
+    log.info("version restored", extra=kv(path=path, reason=key))
+    return {"status": "restored", "path": resource.path}
+
+
 def router(hub: Hub, token_of: TokenOf) -> APIRouter:
     api = APIRouter()
 
@@ -181,5 +202,17 @@ def router(hub: Hub, token_of: TokenOf) -> APIRouter:
             return JSONResponse({"message": 'the body must be JSON {"to": "<absolute path>"}'},
                                 status_code=400)  # fmt: skip
         return await run(request, lambda p: move(hub, p, path, to))
+
+    @api.post("/api/collaboration/restore/{path:path}")
+    async def _restore(path: str, request: Request) -> Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        key = body.get("key") if isinstance(body, dict) else None
+        if not isinstance(key, str) or not key:
+            return JSONResponse({"message": 'the body must be JSON {"key": "<version key>"}'},
+                                status_code=400)  # fmt: skip
+        return await run(request, lambda p: restore(hub, p, path, key))
 
     return api

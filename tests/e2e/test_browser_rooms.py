@@ -394,3 +394,49 @@ def test_rename_an_open_notebook_keeps_both_in_the_room(
     finally:
         ctx_e.close()
         ctx_m.close()
+
+
+def test_revert_to_a_cs3_version_reaches_both_users(
+    stack: DevStack, browser: Any, artifacts: Path
+) -> None:
+    storage = Storage(stack.revad.gateway)
+    name = f"versions-{uuid.uuid4().hex[:6]}.ipynb"
+    path = storage.create(name, _notebook("v = 1  # first"), share_with="marie", role="editor")
+    ctx_e, page_e = _new_page(browser, Recorder())
+    ctx_m, page_m = _new_page(browser, Recorder())
+    try:
+        _open_lab(page_e, stack["einstein"], name)
+        _open_lab(page_m, stack["marie"], f"Shares/{name}")
+        for page in (page_e, page_m):
+            page.locator(f"{PANEL} {EDITOR}").first.wait_for(timeout=60_000)
+            _dismiss_kernel_dialog(page)
+        panel_e, panel_m = page_e.locator(PANEL), page_m.locator(PANEL)
+        _replace_cell(page_e, panel_e, 0, "v = 2  # second")
+        _wait_cells(panel_m, ["v = 2  # second"])
+        assert storage.read_until(path, ["v = 2  # second"]) == ["v = 2  # second"]
+        # File > Revert Notebook to Checkpoint: the CS3 versions, with their dates
+        page_e.locator(".lm-MenuBar-itemLabel", has_text="File").click()
+        page_e.locator(".lm-Menu-item", has_text="Revert Notebook to Checkpoint").click()
+        dialog = page_e.locator(".jp-Dialog")
+        dialog.wait_for(timeout=15_000)
+        page_e.screenshot(path=str(artifacts / "rooms-revert-checkpoint.png"))
+        options = dialog.locator("select option").all_inner_texts()
+        assert options, dialog.inner_text()
+        dialog.locator("select").select_option(index=0)  # the oldest: "v = 1  # first"
+        dialog.locator(".jp-mod-accept").click()
+        confirm = page_e.locator(".jp-Dialog .jp-mod-accept", has_text="Revert")
+        confirm.wait_for(timeout=15_000)
+        confirm.click()
+        want = ["v = 1  # first"]
+        _wait_cells(panel_e, want, seconds=20)
+        _wait_cells(panel_m, want, seconds=20)
+        page_e.wait_for_timeout(2000)  # nothing arrives later (no duplicated cell)
+        assert _cells(panel_e) == want and _cells(panel_m) == want
+        assert storage.read_until(path, want) == want
+    except BaseException:
+        page_e.screenshot(path=str(artifacts / "rooms-revert-einstein-failure.png"))
+        page_m.screenshot(path=str(artifacts / "rooms-revert-marie-failure.png"))
+        raise
+    finally:
+        ctx_e.close()
+        ctx_m.close()
