@@ -5,6 +5,7 @@ Not part of the ``Storage`` protocol: only CS3 keeps versions; the local folder 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from cs3.storage.provider.v1beta1 import provider_api_pb2 as sp_pb
@@ -28,7 +29,17 @@ async def list_versions(storage: CS3Storage, token: str, ref: Ref) -> list[FileV
         idempotent=True,
     )  # fmt: skip
     versions = [FileVersion(v.key, float(v.mtime), int(v.size), v.etag) for v in resp.versions]
-    return sorted(versions, key=lambda v: v.mtime)
+    return sorted(versions, key=_order)
+
+
+_FRACTION = re.compile(r"\.(\d+)Z$")
+
+
+def _order(version: FileVersion) -> tuple[float, float]:
+    """mtime has whole seconds; reva's keys (``<id>.REV.<RFC 3339 nano>``) order versions made
+    within one second (the fraction trims trailing zeros, so it is compared as a number)."""
+    match = _FRACTION.search(version.key)
+    return version.mtime, float("0." + match.group(1)) if match else 0.0
 
 
 async def restore_version(
