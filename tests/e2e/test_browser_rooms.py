@@ -51,6 +51,7 @@ SCREENSHOTS = (
     "rooms-show-changes.png",
     "rooms-merge-dialog.png",
     "rooms-renamed.png",
+    "rooms-revert-checkpoint.png",
 )
 LOCK_TO_DIALOG_MS = 2000
 TIMELINE = "@jupyter/docprovider-extension:statusBarTimeline"
@@ -336,7 +337,7 @@ def test_lock_dialog_work_on_copy_external_change_merge(
         conflict.locator("select").select_option("theirs")
         page.screenshot(path=str(artifacts / "rooms-merge-dialog.png"))
         page.locator(".jp-Dialog .cs3-merge-apply").click()
-        page.locator(".Toastify__toast", has_text="Merged into").wait_for(timeout=30_000)
+        page.locator(".Toastify__toast--success", has_text="Merged into").wait_for(timeout=30_000)
         want = ["a = 10  # copy", "b = 20  # copy"]
         _wait_cells(original, want, seconds=20)
         assert storage.read_until(path, want) == want
