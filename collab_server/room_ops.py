@@ -12,6 +12,8 @@ jupyter_cs3 relays these with the user's CS3 token (the browser never holds one)
   every open client gets ordinary Y updates.
 - ``POST /api/collaboration/move/{path}`` ``{"to": "<storage path>"}``: rename/move an open
   document with its room's lock id; the room (keyed by resource id) and its clients stay.
+- ``POST /api/collaboration/delete/{path}``: delete an open document with the room's lock id; its
+  clients get ``{"type": "deleted", "by"}`` and a 4404 close with the reason.
 - ``POST /api/collaboration/restore/{path}`` ``{"key": "<version key>"}``: restore a CS3 file
   version under the room's lock and merge it into the live room at once.
 """
@@ -30,7 +32,7 @@ from collab_server.copies import create_copy_beside
 from collab_server.hub import Hub, HubError, room_key
 from collab_server.logs import get_logger, kv
 from collab_server.merge_preview import PreviewError, preview, resolve
-from collab_server.protocol import CloseCode
+from collab_server.protocol import CloseCode, raw_message
 from crdt.errors import ExportError
 from storage_bridge.cs3 import CS3Storage
 from storage_bridge.cs3_versions import restore_version
@@ -141,6 +143,25 @@ async def move(hub: Hub, principal: Principal, path: str, to: str) -> dict[str, 
     return {"path": moved.path, "fileId": moved.id.to_file_id()}
 
 
+async def delete(hub: Hub, principal: Principal, path: str) -> dict[str, Any]:
+    """Delete an open document with its room's lock id, then close the room's sockets with a
+    clear reason (after a raw ``deleted`` message, which @cs3collab/lab turns into a closed tab
+    and a notice). The room unloads once its clients are gone."""
+    resource = await hub.document(principal, path, Access.EDIT)
+    fmt, typ = ("json", "notebook") if resource.name.endswith(".ipynb") else ("text", "file")
+    room = hub.rooms.get(room_key(fmt, typ, resource.id.to_file_id()))
+    lock_id = room.lock.lock_id if room is not None else None
+    await hub.storage.delete(principal.token, resource.id, lock_id=lock_id)
+    who = principal.user.display_name or principal.user.username
+    if room is not None:
+        notice = raw_message({"type": "deleted", "by": who})
+        for client in list(room.clients):
+            client.send(notice)  # written before the close frame: close_now drops the queue
+            client.close_now(CloseCode.NOT_FOUND, f"{resource.name} was deleted by {who}"[:120])
+    log.info("document deleted", extra=kv(path=path, user=principal.user.id))
+    return {"status": "deleted", "path": resource.path}
+
+
 async def restore(hub: Hub, principal: Principal, path: str, key: str) -> dict[str, Any]:
     """Restore CS3 file version ``key`` through the room: storage restores it under the room's
     lock, then the room merges it at once like any external version, so every open client
@@ -202,6 +223,10 @@ def router(hub: Hub, token_of: TokenOf) -> APIRouter:
             return JSONResponse({"message": 'the body must be JSON {"to": "<absolute path>"}'},
                                 status_code=400)  # fmt: skip
         return await run(request, lambda p: move(hub, p, path, to))
+
+    @api.post("/api/collaboration/delete/{path:path}")
+    async def _delete(path: str, request: Request) -> Response:
+        return await run(request, lambda p: delete(hub, p, path))
 
     @api.post("/api/collaboration/restore/{path:path}")
     async def _restore(path: str, request: Request) -> Response:

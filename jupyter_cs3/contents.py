@@ -27,7 +27,7 @@ from traitlets import Instance, Type, default
 from jupyter_cs3.backend import Backend
 from jupyter_cs3.checkpoints import CS3Checkpoints
 from jupyter_cs3.config import CS3Config
-from jupyter_cs3.hubops import move_through_hub
+from jupyter_cs3.hubops import delete_through_hub, move_through_hub
 from storage_bridge.errors import (
     AlreadyExists,
     InvalidArgument,
@@ -385,6 +385,8 @@ class CS3ContentsManager(AsyncContentsManager):
         sp = await self.be.storage_path(path)
         try:
             await self.be.run(lambda t: self.be.storage.delete(t, sp))
+        except Locked:
+            await delete_through_hub(self.be, sp)  # issue 14: open in a room (hubops.py)
         except StorageError as exc:
             raise http_error(exc, path) from exc
 

@@ -5,6 +5,7 @@ restore without the lock id (409 "locked"). The hub has the id:
 
 - a rename/move: the room is keyed by resource id, so it stays open under the new name with every
   client in it;
+- a delete: the room's clients are told who deleted it and their sockets are closed;
 - a restore of a CS3 version (Jupyter's "Revert to checkpoint"): the room merges the restored
   version at once, so every client receives it as ordinary Y updates.
 """
@@ -49,3 +50,8 @@ async def move_through_hub(backend: Backend, src: str, dst: str) -> None:
 async def restore_through_hub(backend: Backend, storage_path: str, key: str) -> None:
     """Restore CS3 version ``key`` of ``storage_path`` through its room (raises HTTPError)."""
     await _post(backend, "restore", storage_path, {"key": key})
+
+
+async def delete_through_hub(backend: Backend, storage_path: str) -> None:
+    """Delete ``storage_path``, open in a room, with the room's lock (raises HTTPError)."""
+    await _post(backend, "delete", storage_path, {})

@@ -119,6 +119,25 @@ class Rooms {
     const panel = this._panelFor(event.fileId);
     const name = panel?.context.path ?? this._trans.__('an open notebook');
     const trans = this._trans;
+    if (message.type === 'deleted') {
+      // the hub closes the room's sockets next: close the tab rather than let it reconnect
+      const who = String(message.by || trans.__('someone'));
+      const panels: NotebookPanel[] = [];
+      this._tracker.forEach(p => {
+        if (this._guards.get(p)?.fileId === event.fileId) {
+          panels.push(p);
+        }
+      });
+      for (const p of panels) {
+        p.dispose();
+      }
+      void showDialog({
+        title: trans.__('Notebook deleted'),
+        body: trans.__('%1 was deleted by %2. Its tab is closed.', name, who),
+        buttons: [Dialog.okButton()]
+      });
+      return;
+    }
     if (message.type === 'external_change') {
       const who = String(message.who || trans.__('another application'));
       const changes = Array.isArray(message.changes) ? message.changes : [];

@@ -52,6 +52,7 @@ SCREENSHOTS = (
     "rooms-merge-dialog.png",
     "rooms-renamed.png",
     "rooms-revert-checkpoint.png",
+    "rooms-deleted.png",
 )
 LOCK_TO_DIALOG_MS = 2000
 TIMELINE = "@jupyter/docprovider-extension:statusBarTimeline"
@@ -437,6 +438,42 @@ def test_revert_to_a_cs3_version_reaches_both_users(
     except BaseException:
         page_e.screenshot(path=str(artifacts / "rooms-revert-einstein-failure.png"))
         page_m.screenshot(path=str(artifacts / "rooms-revert-marie-failure.png"))
+        raise
+    finally:
+        ctx_e.close()
+        ctx_m.close()
+
+
+def test_delete_an_open_notebook_closes_the_room_with_a_message(
+    stack: DevStack, browser: Any, artifacts: Path
+) -> None:
+    storage = Storage(stack.revad.gateway)
+    name = f"delete-{uuid.uuid4().hex[:6]}.ipynb"
+    storage.create(name, _notebook("d = 1"), share_with="marie", role="editor")
+    ctx_e, page_e = _new_page(browser, Recorder())
+    ctx_m, page_m = _new_page(browser, Recorder())
+    try:
+        _open_lab(page_e, stack["einstein"], name)
+        _open_lab(page_m, stack["marie"], f"Shares/{name}")
+        for page in (page_e, page_m):
+            page.locator(f"{PANEL} {EDITOR}").first.wait_for(timeout=60_000)
+            _dismiss_kernel_dialog(page)
+        item = page_e.locator(".jp-DirListing-item", has_text=name).first
+        item.click(button="right")
+        page_e.locator(".lm-Menu-item", has_text="Delete").first.click()
+        page_e.locator(".jp-Dialog .jp-mod-accept", has_text="Delete").click()
+        notice = page_m.locator(".jp-Dialog", has_text="was deleted by")
+        notice.wait_for(timeout=15_000)
+        assert "Albert Einstein" in notice.inner_text()
+        assert page_m.locator(".jp-NotebookPanel").count() == 0
+        page_m.screenshot(path=str(artifacts / "rooms-deleted.png"))
+        page_e.locator(".jp-DirListing-item", has_text=name).wait_for(
+            state="detached", timeout=15_000
+        )
+        assert stack["einstein"].contents(name).status_code == 404
+    except BaseException:
+        page_e.screenshot(path=str(artifacts / "rooms-delete-einstein-failure.png"))
+        page_m.screenshot(path=str(artifacts / "rooms-delete-marie-failure.png"))
         raise
     finally:
         ctx_e.close()
