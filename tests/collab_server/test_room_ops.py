@@ -129,3 +129,18 @@ async def test_merge_after_a_foreign_lock_and_its_write(hub: HubProcess) -> None
     finally:
         await local.aclose()
         await original.close()
+
+
+def test_external_change_names_the_writer_and_the_cells() -> None:
+    from collab_server.room_events import external_change
+
+    base = json.dumps(notebook("a = 1", "b = 2")).encode()
+    nb = notebook("a = 1", "b = 3")
+    nb["cells"].append({**nb["cells"][0], "id": "new", "source": "c = 4"})
+    del nb["cells"][0]
+    event = external_change("", base, json.dumps(nb).encode(), 0)
+    assert event["who"] == "another application"
+    assert sorted((c["kind"], c["cellId"]) for c in event["changes"]) == [
+        ("added", "new"), ("changed", "cell-1"), ("deleted", "cell-0")
+    ]  # fmt: skip
+    assert external_change("wopi", None, b"not json", 1)["changes"] == []
