@@ -1,7 +1,8 @@
 """The lock-to-dialog time with the hub's default ``watch_interval`` (1.5 s), measured in
 Chromium: another application takes the CS3 lock of an open notebook; the "Modified by another
 person" dialog must appear within 2 s. The figure goes to test-artifacts/e2e/rooms-lock-dialog-
-default.json (test_browser_rooms.py measures it with a 0.3 s interval)."""
+default.json (test_browser_rooms.py measures it with a 0.3 s interval). Then the hub is killed:
+the status says "Reconnecting…" until it is back, then "Editing live" again."""
 
 from __future__ import annotations
 
@@ -69,5 +70,11 @@ def test_lock_to_dialog_with_default_settings(
             json.dumps({"watch_interval_s": 1.5, "lock_to_dialog_ms": times})
         )
         assert max(times) < LOCK_TO_DIALOG_MS, times
+        # the hub goes away: "Reconnecting…"; it comes back: live again, no reload
+        stack.hub.kill9()
+        _status(page.locator(PANEL)).filter(has_text="Reconnecting").wait_for(timeout=15_000)
+        page.screenshot(path=str(artifacts / "rooms-status-reconnecting.png"))
+        stack.hub.start()
+        _status(page.locator(PANEL)).filter(has_text="Editing live").wait_for(timeout=30_000)
     finally:
         ctx.close()
