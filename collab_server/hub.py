@@ -344,6 +344,34 @@ class Hub:
         except ExportError as exc:
             raise HubError(409, CloseCode.BAD_REQUEST, str(exc)) from exc
 
+    # -- issue 14: used by room_ops.py (HTTP work copy / merge preview from JupyterLab) ------
+
+    async def acquire_room(self, principal: Principal, resource: Resource) -> Room:
+        """The live room of ``resource`` (loaded if needed); ``rooms.release`` it after use."""
+        fmt, typ, kind = _kind_of(resource)
+        key = room_key(fmt, typ, resource.id.to_file_id())
+        can_write = access_for(resource) is Access.EDIT
+        try:
+            return await self.rooms.acquire(
+                key, lambda: self._load_room(key, kind, resource.id, principal, can_write)
+            )
+        except LoadError as exc:
+            message = f"stored document unreadable: {exc}"
+            raise HubError(409, CloseCode.UNSUPPORTED, message) from exc
+        except StorageError as exc:
+            raise _storage_error(exc) from exc
+
+    async def document(self, principal: Principal, path: str, need: Access) -> Resource:
+        """Public form of ``_document`` for room_ops.py."""
+        return await self._document(principal, path, need)
+
+    @staticmethod
+    def storage_http_error(exc: StorageError) -> HubError:
+        """Public form of ``_storage_error`` for room_ops.py."""
+        return _storage_error(exc)
+
+    # -- end of issue 14 additions -----------------------------------------------------------
+
     async def admit(self, token: str | None, address: str) -> Principal:
         """Before a websocket opens: who is it, and may they open one more? (raises HubError)
 

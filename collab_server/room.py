@@ -47,6 +47,7 @@ from collab_server.protocol import (
     raw_message,
     sync_step2_message,
 )
+from collab_server.room_events import external_change
 from collab_server.settings import Settings
 from collab_server.snapshotter import SaveStatus, Snapshotter
 from collab_server.supervise import supervised
@@ -689,6 +690,11 @@ class Room:
     async def _merge_external_locked(self) -> Resource:
         """Merge what storage holds if someone else wrote it; returns the resource as stat'ed."""
         resource = await self._storage.stat(self.any_token(), self.resource_id)
+        if self.lock.seen(resource.lock):
+            # issue 14: another application holds the lock now (the stat shows it): refresh
+            # at once instead of at the next refresh (up to lock_refresh away), so the clients
+            # turn read-only within a watch interval.
+            await self._lock_tick()
         if resource.etag == self.base_etag:
             return resource
         data, etag = await self._storage.read(self.any_token(), self.resource_id)
@@ -721,6 +727,9 @@ class Room:
                 "external version merged",
                 extra=kv(room=self.key, etag=etag, reason=f"{len(conflicts)} conflicts"),
             )
+            # issue 14: the clients are told who wrote it and what changed (room_events.py)
+            event = external_change(who or self.lock.holder, base, data, len(conflicts))
+            self._outbox.put_nowait(_Outgoing(data=raw_message(event)))
         else:
             conflicts = []  # a touch, or a rewrite with the same bytes
         await self._logged()  # the merge is durable before the log calls theirs the base
@@ -796,6 +805,10 @@ class Room:
                     " an editor of the folder can",
                 }
             client.send(raw_message(message))
+
+    def broadcast_raw(self, message: dict[str, Any]) -> None:
+        """A raw JSON message to every client, in order with the updates (issue 14)."""
+        self._outbox.put_nowait(_Outgoing(data=raw_message(message)))
 
     def export(self) -> bytes:
         """The live document as file bytes (raises ``ExportError``)."""
