@@ -23,6 +23,7 @@ from collab_server.loop_lag import watch_loop_lag
 from collab_server.metrics import HubMetrics
 from collab_server.ocm_auth import OCMShareAuthenticator, watch_share
 from collab_server.presence import PRESENCE_PATH, Presence, endpoint  # issue 13
+from collab_server.room_ops import router as room_ops_router
 from collab_server.settings import Settings
 from collab_server.update_log import SQLiteUpdateLog
 from collab_server.wsprotocol import EXTENSION as FRAME_WRITER
@@ -237,6 +238,10 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> FastAPI
         except HubError as exc:
             return JSONResponse({"message": exc.message}, status_code=exc.status)
         return JSONResponse(result, status_code=409 if result["status"] == "failed" else 200)
+
+    app.include_router(  # work copy, merge preview, merge with choices (issue 14)
+        room_ops_router(hub, lambda r: _token_from(dict(r.headers), dict(r.query_params)))
+    )
 
     async def room(websocket: WebSocket) -> None:
         room_name = str(websocket.path_params["room_name"])

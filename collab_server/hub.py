@@ -168,6 +168,30 @@ class Hub:
         except ExportError as exc:
             raise HubError(409, CloseCode.BAD_REQUEST, str(exc)) from exc
 
+    # -- issue 14: used by room_ops.py (HTTP work copy / merge preview from JupyterLab) ------
+
+    async def acquire_room(self, principal: Principal, resource: Resource) -> Room:
+        """The live room of ``resource`` (loaded if needed); ``rooms.release`` it after use."""
+        can_write = access_for(resource) is Access.EDIT
+        try:
+            return await self._acquire(
+                RoomKey.for_resource(resource), resource.id, principal, can_write
+            )
+        except LoadError as exc:
+            message = f"stored document unreadable: {exc}"
+            raise HubError(409, CloseCode.UNSUPPORTED, message) from exc
+        except StorageError as exc:
+            raise storage_error(exc) from exc
+
+    async def document(self, principal: Principal, path: str, need: Access) -> Resource:
+        """Public form of ``_document`` for room_ops.py."""
+        return await self._document(principal, path, need)
+
+    @staticmethod
+    def storage_http_error(exc: StorageError) -> HubError:
+        """``errors.storage_error``, for room_ops.py."""
+        return storage_error(exc)
+
     # -- what rooms ask of the hub (RoomHooks) ------------------------------------------------
 
     async def command(self, request: CommandRequest) -> dict[str, Any]:

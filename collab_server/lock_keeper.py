@@ -89,6 +89,14 @@ class LockKeeper:
             return await self._refresh(token)
         return await self._acquire(token)
 
+    def seen(self, lock: Lock | None) -> bool:
+        """A stat showed ``lock`` on the file: True if we think we hold it and it is not ours
+        (taken over, or ours expired and someone else's set): then refresh now, to know."""
+        if self.state is not LockState.HELD or lock is None or lock.lock_id == self.lock_id:
+            return False
+        self._next_refresh = 0.0
+        return True
+
     async def _acquire(self, token: str) -> LockChange | None:
         lock_id = f"cs3collab-{uuid.uuid4()}"
         previous = self.state

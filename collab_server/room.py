@@ -387,6 +387,15 @@ class Room:
                 if client.can_write:
                     client.send(ask)
 
+    def broadcast_raw(self, message: dict[str, Any]) -> None:
+        """A raw JSON message to every client, in order with the updates (issue 14)."""
+        self.outbox.message(raw_message(message))
+
+    @property
+    def lock_id(self) -> str | None:
+        """The storage lock the room holds (None: none), for writes beside it (move, delete)."""
+        return self.sync.lock.lock_id
+
     def read_only_message(self) -> str | None:
         """Why nobody may write the document now (None: they may)."""
         if self.read_only_reason is None:
@@ -401,6 +410,10 @@ class Room:
 
     async def start(self) -> None:
         await self.sync.start()
+
+    async def check_external(self) -> None:
+        """Merge what storage holds now if someone else wrote it (e.g. a restored version)."""
+        await self.sync.check_external()
 
     async def merge_incoming(
         self, data: bytes, who: str, based_on: str | None = None, base: bytes | None = None

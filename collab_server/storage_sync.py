@@ -19,6 +19,7 @@ from collab_server.connection import Connection
 from collab_server.lock_keeper import LockChange, LockKeeper, LockState
 from collab_server.logs import get_logger, kv
 from collab_server.metrics import HubMetrics
+from collab_server.room_events import external_change
 from collab_server.settings import Settings
 from collab_server.snapshotter import SaveStatus, Snapshotter
 from collab_server.stored_base import StoredBase
@@ -56,6 +57,10 @@ class SyncedRoom(Protocol):
         ...
 
     def set_state(self, **values: Any) -> None: ...
+
+    def broadcast_raw(self, message: dict[str, Any]) -> None:
+        """A raw JSON message to every client, in order with the updates."""
+        ...
 
     def lock_changed(self, change: LockChange) -> None: ...
 
@@ -204,6 +209,11 @@ class StorageSync:
     async def _merge_external_locked(self) -> Resource:
         """Merge what storage holds if someone else wrote it; returns the resource as stat'ed."""
         resource = await self._storage.stat(self._room.any_token(), self._rid)
+        if self.lock.seen(resource.lock):
+            # issue 14: another application holds the lock now (the stat shows it): refresh
+            # at once instead of at the next refresh (up to lock_refresh away), so the clients
+            # turn read-only within a watch interval.
+            await self._lock_tick()
         if resource.etag == self.base.etag:
             return resource
         data, etag = await self._read()
@@ -234,6 +244,9 @@ class StorageSync:
                 "external version merged",
                 extra=kv(room=self._room.key, etag=etag, reason=f"{len(conflicts)} conflicts"),
             )
+            # issue 14: the clients are told who wrote it and what changed (room_events.py)
+            event = external_change(who or self.lock.holder, base, data, len(conflicts))
+            self._room.broadcast_raw(event)
         else:
             conflicts = []  # a touch, or a rewrite with the same bytes
         await self._room.logged()  # the merge is durable before the log calls theirs the base

@@ -5,8 +5,8 @@ downloads (``/files/``) go through here. Notebooks edited collaboratively are wr
 both read the same storage, so ``last_modified`` (storage mtime) and ``hash`` (sha256 of the
 bytes, like Jupyter's ``require_hash``) agree with what the hub reports in ``state.hash``.
 
-Checkpoints: storage keeps versions itself (CS3 file versions); Jupyter's checkpoint API is
-answered with "no checkpoints" (``NoCheckpoints``).
+Checkpoints are CS3 file versions, restored through the hub (checkpoints.py); ``NoCheckpoints``
+is kept for configurations that want none.
 """
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ from tornado.web import HTTPError
 from traitlets import Instance, Type, default
 
 from jupyter_cs3.backend import Backend
+from jupyter_cs3.checkpoints import CS3Checkpoints
 from jupyter_cs3.config import CS3Config
+from jupyter_cs3.hubops import delete_through_hub, move_through_hub
 from storage_bridge.errors import (
     AlreadyExists,
     InvalidArgument,
@@ -94,7 +96,7 @@ class CS3ContentsManager(AsyncContentsManager):
     """``/api/contents`` over the configured storage, as the configured CS3 user."""
 
     backend = Instance(Backend, allow_none=True)
-    checkpoints_class = Type(NoCheckpoints, klass=AsyncCheckpoints, config=True)
+    checkpoints_class = Type(CS3Checkpoints, klass=AsyncCheckpoints, config=True)  # issue 14
 
     @default("files_handler_params")
     def _files_handler_params_default(self) -> dict[str, Any]:
@@ -383,6 +385,8 @@ class CS3ContentsManager(AsyncContentsManager):
         sp = await self.be.storage_path(path)
         try:
             await self.be.run(lambda t: self.be.storage.delete(t, sp))
+        except Locked:
+            await delete_through_hub(self.be, sp)  # issue 14: open in a room (hubops.py)
         except StorageError as exc:
             raise http_error(exc, path) from exc
 
@@ -396,5 +400,8 @@ class CS3ContentsManager(AsyncContentsManager):
         dst = await self.be.storage_path(new_path)
         try:
             await self.be.run(lambda t: self.be.storage.move(t, src, dst))
+        except Locked:
+            # issue 14: open in a room, whose lock storage wants: the hub moves it (hubops.py)
+            await move_through_hub(self.be, src, dst)
         except StorageError as exc:
             raise http_error(exc, new_path if isinstance(exc, AlreadyExists) else old_path) from exc

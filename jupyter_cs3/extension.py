@@ -15,7 +15,7 @@ from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.serverapp import ServerApp
 from tornado.ioloop import IOLoop
 
-from jupyter_cs3 import ocm_rest, shares
+from jupyter_cs3 import ocm_rest, roomops, shares
 from jupyter_cs3.backend import Backend
 from jupyter_cs3.collab import HubClient, LocalAwareness, RoomHandler, SessionHandler
 from jupyter_cs3.config import CS3Config
@@ -122,6 +122,7 @@ class CS3Extension(ExtensionApp):
                 ),
                 *shares.handlers("/api/cs3"),
                 *ocm_rest.handlers("/api/cs3"),
+                *roomops.handlers("/api/cs3"),  # issue 14
             ]
         )
 

@@ -22,6 +22,7 @@ import { Widget } from '@lumino/widgets';
 
 import { api, IMe } from './api';
 import { openInfoDialog } from './infodialog';
+import { roomsPlugin } from './roomplugin';
 import { openShareDialog } from './sharedialog';
 import { SharesPanel } from './sharespanel';
 
@@ -255,4 +256,4 @@ const plugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default plugin;
+export default [plugin, roomsPlugin];

@@ -212,6 +212,7 @@ class FakeRoom:
         self.view = KIND.bind(self.doc)
         self.events: list[str] = []
         self.states: list[dict[str, Any]] = []
+        self.messages: list[dict[str, Any]] = []
         self.lock_changes: list[LockChange] = []
         self.failures: list[BaseException] = []
         self.metrics = HubMetrics()
@@ -237,6 +238,9 @@ class FakeRoom:
 
     def set_state(self, **values: Any) -> None:
         self.states.append(values)
+
+    def broadcast_raw(self, message: dict[str, Any]) -> None:
+        self.messages.append(message)
 
     def lock_changed(self, change: LockChange) -> None:
         self.lock_changes.append(change)
@@ -322,6 +326,7 @@ async def test_the_watcher_merges_an_external_write_on_the_clock(tmp_path: Path)
     await _until(lambda: side.sync.base.etag == side.storage.etag)
     # merged, and the merge is in the log before the log calls their version the base
     assert side.room.events == ["merge", "logged"]
+    assert side.room.messages[0]["type"] == "external_change"  # the clients are told
     assert side.store.calls[-1] == ("set_base", side.storage.etag)
     assert [c["source"] for c in KIND.read(side.room.view)["cells"]] == ["a", "theirs"]
     await side.sync.close()
