@@ -8,6 +8,10 @@ the hub goes through ``RoomHooks`` (room_hooks.py).
 
 "What happens when a client sends an update": ``receive`` → ``_apply_client_update`` → the
 doc observer ``_on_doc_update`` → ``RoomOutbox.update`` → logged, then sent (ARCHITECTURE §3).
+
+(A little over ~400 lines: besides the protocol, the room answers for its parts to the hub,
+``start``/``save``/``merge_incoming``/``check_external``/``lock_id``/``read_only_message``, so
+that the hub and room_ops never reach into the storage side.)
 """
 
 from __future__ import annotations
