@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pycrdt import Doc
+from redis.exceptions import RedisError
 
 from collab_server.auth import Access, Authenticator, Principal, access_for
 from collab_server.connection import Connection, Socket
@@ -23,7 +24,9 @@ from collab_server.metrics import HubMetrics
 from collab_server.protocol import CloseCode, ProtocolError, close_reason, parse_frame
 from collab_server.room import Room
 from collab_server.rooms import RoomRegistry
+from collab_server.scaleout.cluster import Cluster, WriterMeta
 from collab_server.settings import Settings
+from collab_server.supervise import supervised
 from collab_server.update_log import UpdateLog
 from crdt.documents import DocumentKind, content_hash, kind_for
 from crdt.errors import ExportError, LoadError
@@ -99,8 +102,10 @@ class Hub:
         update_log: UpdateLog,
         authenticator: Authenticator,
         metrics: HubMetrics,
+        cluster: Cluster | None = None,
     ) -> None:
         self.settings = settings
+        self.cluster = cluster  # scale-out over Redis (ARCHITECTURE §9); None: one instance
         self.storage = storage
         self.update_log = update_log
         self.auth = authenticator
@@ -143,7 +148,13 @@ class Hub:
             raise HubError(400, CloseCode.BAD_REQUEST, f"unsupported document {fmt}:{typ}")
         resource = await self._document(principal, path, Access.VIEW)
         file_id = resource.id.to_file_id()
-        lineage, created = await self.update_log.ensure_lineage(room_key(fmt, typ, file_id))
+        key = room_key(fmt, typ, file_id)
+        lineage, created = await self.update_log.ensure_lineage(key)
+        shared = None if self.cluster is None else await self.cluster.lineage_of(key)
+        if shared is not None and shared != lineage:
+            # Another instance made the room: its sessionId holds on every instance.
+            await self.update_log.adopt_lineage(key, shared)
+            lineage, created = shared, False
         return Session(fmt, typ, file_id, lineage, created)
 
     async def _load_room(
@@ -155,6 +166,15 @@ class Hub:
         can_write: bool,
     ) -> Room:
         started = time.perf_counter()
+        shared_lineage: str | None = None
+        shared_updates: list[bytes] = []
+        if self.cluster is not None:
+            try:
+                shared_lineage, shared_updates = await self.cluster.room_view(key)
+            except (RedisError, OSError) as exc:  # degraded: this instance serves alone
+                log.warning("redis unavailable at room load", extra=kv(room=key, error=repr(exc)))
+            if shared_lineage is not None:
+                await self.update_log.adopt_lineage(key, shared_lineage)
         stored = await self.update_log.load(key)
         if stored is None:
             await self.update_log.ensure_lineage(key)
@@ -163,10 +183,17 @@ class Hub:
         doc: Doc[Any] = Doc()
         if stored.snapshot is None:
             data, etag = await self.storage.read(principal.token, resource_id)
-            # The load is CPU-bound (JSON + building Y items); a worker thread keeps the event
-            # loop serving other rooms. Its Doc never leaves that thread: only bytes come back.
-            update = await asyncio.to_thread(kind.load, data)
-            doc.apply_update(update)
+            if shared_updates:
+                # The room lives on other instances: its doc is theirs, never rebuilt from the
+                # file (a second Y build of the same cells would duplicate them).
+                for shared in shared_updates:
+                    doc.apply_update(shared)
+                update = doc.get_update()
+            else:
+                # The load is CPU-bound (JSON + building Y items); a worker thread keeps the
+                # event loop serving other rooms. Its Doc never leaves that thread.
+                update = await asyncio.to_thread(kind.load, data)
+                doc.apply_update(update)
             # Recorded while the first client syncs: the log's single writer thread runs it
             # before any append of this room, and the room awaits it before its first append
             # (so SyncStep2 never waits for this commit, P3). The bytes are the merge base of
@@ -217,6 +244,8 @@ class Hub:
         )
         room.command_handler = self._room_command
         room.on_large_send = self._after_large_send
+        if self.cluster is not None:
+            await self._attach(room)
         if stored.snapshot is not None:
             # Loaded from the log: it may hold edits storage never got (a crash before the
             # snapshot). Export once and write if it differs from what storage holds.
@@ -235,6 +264,42 @@ class Hub:
             ),
         )
         return room
+
+    async def _attach(self, room: Room) -> None:
+        """Join the room across instances before its first client syncs (§9)."""
+        assert self.cluster is not None
+        cluster = self.cluster
+        room.writes_storage = False  # until this instance holds the writer lease
+        try:
+            attached = await cluster.attach(room)
+        except (RedisError, OSError) as exc:
+            # Redis is away: serve alone (and write storage) until it is back.
+            log.warning(
+                "redis unavailable, room not shared", extra=kv(room=room.key, error=repr(exc))
+            )
+            room.writes_storage = True
+            return
+        if not attached:
+            await room.close()
+            raise LoadError("another instance created this room meanwhile: reconnect")
+        room.replica = cluster.replica(room.key)
+        room.on_awareness = lambda payload: cluster.publish_awareness(room.key, payload)
+
+        def snapshot_taken(etag: str, digest: str) -> None:
+            replica = room.replica
+            if replica is None:
+                return
+            state = replica.persisted_state()
+            meta = WriterMeta(room.lock.lock_id, etag, digest)
+            supervised(
+                cluster.persisted(room.key, meta, state),
+                task="cluster.persist",
+                failures=self.metrics.task_failures,
+                room=room.key,
+            )
+
+        room.on_snapshot = snapshot_taken
+        room.on_close = lambda: cluster.detach(room)
 
     async def write_document(
         self, token: str | None, path: str, data: bytes, based_on: str | None = None
@@ -344,6 +409,11 @@ class Hub:
         except ExportError as exc:
             raise HubError(409, CloseCode.BAD_REQUEST, str(exc)) from exc
 
+    async def _known_lineage(self, key: str, lineage: str) -> bool:
+        if await self.update_log.has_lineage(lineage):
+            return True
+        return self.cluster is not None and await self.cluster.lineage_of(key) == lineage
+
     async def admit(self, token: str | None, address: str) -> Principal:
         """Before a websocket opens: who is it, and may they open one more? (raises HubError)
 
@@ -383,7 +453,9 @@ class Hub:
             resource_id = ResourceId.from_file_id(file_id)
             resource = await self.storage.stat(principal.token, resource_id)
         except (NotFound, InvalidArgument) as exc:
-            if session_id and not await self.update_log.has_lineage(session_id):
+            if session_id and not await self._known_lineage(
+                room_key(fmt, typ, file_id), session_id
+            ):
                 # The hub lost this session's state (e.g. its data dir): a reload re-resolves
                 # the path; a plain 4404 would make JupyterLab retry the dead URL forever.
                 raise HubError(

@@ -29,7 +29,7 @@ from pycrdt import (
     merge_updates,
 )
 
-from collab_server.awareness import check_update, clocks
+from collab_server.awareness import check_update, clocks, parse_entries
 from collab_server.connection import Connection
 from collab_server.copies import create_copy_beside
 from collab_server.lock_keeper import LockChange, LockKeeper, LockState
@@ -47,6 +47,8 @@ from collab_server.protocol import (
     raw_message,
     sync_step2_message,
 )
+from collab_server.scaleout.cluster import WriterMeta
+from collab_server.scaleout.replica import RoomReplica
 from collab_server.settings import Settings
 from collab_server.snapshotter import SaveStatus, Snapshotter
 from collab_server.supervise import supervised
@@ -72,6 +74,9 @@ class _HubOrigin:
 
 HUB_STATE = _HubOrigin()  # state map writes: not a content change
 HUB_MERGE = _HubOrigin()  # external versions merged in: a content change for everyone
+# An update another hub instance published (scale-out, ARCHITECTURE §9): logged here and sent
+# to this instance's clients like any edit, but never published again (Hocuspocus #335/#696).
+REMOTE = _HubOrigin()
 
 
 @dataclass(slots=True)
@@ -82,6 +87,7 @@ class _Outgoing:
     exclude: Connection | None = None
     awareness_ids: list[int] | None = None  # awareness to broadcast (coalesced per batch)
     logged: asyncio.Future[None] | None = None  # a barrier: resolved once its batch is logged
+    publish: bool = False  # a doc update to publish to the other instances once logged
 
 
 class RoomClosed(Exception):
@@ -177,6 +183,12 @@ class Room:
         self.command_handler: (
             Callable[[Room, Connection, dict[str, Any]], Awaitable[dict[str, Any]]] | None
         ) = None
+        # Scale-out (ARCHITECTURE §9); single instance: no replica, and this room writes.
+        self.replica: RoomReplica | None = None
+        self.writes_storage = True  # this instance holds the room's writer lease
+        self.on_awareness: Callable[[bytes], None] | None = None  # local awareness, to publish
+        self.on_snapshot: Callable[[str, str], None] | None = None  # (etag, hash) after a write
+        self.on_close: Callable[[], Awaitable[None]] | None = None  # after the final snapshot
 
     # -- supervision -------------------------------------------------------------------------
 
@@ -234,11 +246,13 @@ class Room:
         origin = self._origin
         exclude = origin if isinstance(origin, Connection) else None
         # framed in _fan_out: a batch of several updates goes out as one merged frame
-        self._outbox.put_nowait(_Outgoing(data=b"", update=update, exclude=exclude))
+        self._outbox.put_nowait(
+            _Outgoing(data=b"", update=update, exclude=exclude, publish=origin is not REMOTE)
+        )
         self._doc_bytes += len(update)
         self._metrics.updates.inc()
         self._metrics.update_bytes.inc(len(update))
-        if origin is not HUB_STATE:
+        if origin is not HUB_STATE and self.writes_storage:
             if not self.snapshotter.dirty and not self._dirty_pending:
                 # A doc cannot be written from inside its own observer: defer the flag.
                 self._dirty_pending = True
@@ -280,6 +294,12 @@ class Room:
         for item in items:  # everything queued before a barrier is in the log now
             if item.logged is not None and not item.logged.done():
                 item.logged.set_result(None)
+        if self.replica is not None:
+            published = [i.update for i in items if i.publish and i.update is not None]
+            if published:  # durable here first: what crosses is never more than we logged
+                self.replica.publish(
+                    published[0] if len(published) == 1 else merge_updates(*published)
+                )
         self._fan_out(items)
         if updates:
             await self._maybe_compact(updates)
@@ -564,6 +584,8 @@ class Room:
         # Echo to everyone including the sender: JupyterLab drops a socket silent for 30 s.
         if changed:
             self._outbox.put_nowait(_Outgoing(data=b"", awareness_ids=changed))
+            if self.on_awareness is not None:
+                self.on_awareness(self.awareness.encode_awareness_update(changed))
 
     def _autosave(self) -> bool:
         """Autosave unless every client that said so has turned it off."""
@@ -623,6 +645,8 @@ class Room:
         await self._versions.put(etag, data)
         await self._log.set_base(self.key, etag, digest)  # the bytes: remembered above
         self._set_state(dirty=False, hash=digest)
+        if self.on_snapshot is not None:
+            self.on_snapshot(etag, digest)
 
     async def save(self) -> SaveStatus:
         if self.read_only_reason is not None:
@@ -633,17 +657,20 @@ class Room:
 
     async def start(self) -> None:
         """Take the lock and catch up with changes made while the room was closed."""
-        await self._lock_tick()
-        try:
-            await self.check_external()
-        except StorageError as exc:
-            log.warning("external check failed", extra=kv(room=self.key, error=repr(exc)))
+        if self.writes_storage:
+            await self._lock_tick()
+            try:
+                await self.check_external()
+            except StorageError as exc:
+                log.warning("external check failed", extra=kv(room=self.key, error=repr(exc)))
         self._maintainer = self._supervised(self._maintain(), "room.watcher")
 
     async def _maintain(self) -> None:
         interval = self._settings.watch_interval
         while not self._closing:
             await asyncio.sleep(interval)
+            if not self.writes_storage:
+                continue  # another instance holds the writer lease (§9)
             try:
                 await self._lock_tick()
                 await self.check_external()
@@ -838,6 +865,78 @@ class Room:
         copy = self.conflict_copies[-1] if len(self.conflict_copies) > copies_before else None
         return conflicts, copy
 
+    # -- across instances (ARCHITECTURE §9) ---------------------------------------------------
+
+    @property
+    def cluster_id(self) -> str:
+        return self.key
+
+    def apply_remote(self, update: bytes) -> None:
+        """Another instance's update (or the room's state from Redis)."""
+        if self._closing:
+            return
+        previous, self._origin = self._origin, REMOTE
+        try:
+            self.doc.apply_update(update)
+        except Exception as exc:  # not ours to crash on: the reader serves every room
+            self._metrics.refused_updates.labels("bad_remote").inc()
+            log.error("bad update from another instance", extra=kv(room=self.key, error=repr(exc)))
+        finally:
+            self._origin = previous
+
+    def full_state(self) -> bytes:
+        return self.doc.get_update()
+
+    def apply_remote_awareness(self, payload: bytes) -> list[int]:
+        try:
+            ids = [entry.client for entry in parse_entries(payload)]
+            before = clocks(self.awareness, set(ids))
+            self.awareness.apply_awareness_update(payload, REMOTE)
+        except (ProtocolError, ValueError, RecursionError) as exc:
+            log.warning(
+                "bad awareness from another instance", extra=kv(room=self.key, error=str(exc))
+            )
+            return []
+        after = clocks(self.awareness, set(ids))
+        changed = [i for i in ids if after[i] is not None and after[i] != before[i]]
+        if changed:
+            self._outbox.put_nowait(_Outgoing(data=b"", awareness_ids=changed))
+        return ids
+
+    def drop_awareness(self, client_ids: list[int]) -> None:
+        """Cursors of an instance that died: gone for this instance's clients too."""
+        present = [i for i in client_ids if i in self.awareness.states]
+        if present:
+            self.awareness.remove_awareness_states(present, REMOTE)
+            self._outbox.put_nowait(_Outgoing(data=b"", awareness_ids=present))
+
+    def wants_to_write(self) -> bool:
+        return self.editor_token() is not None and not self._closing
+
+    def become_writer(self, meta: WriterMeta) -> None:
+        """This instance now holds the writer lease: adopt what the last writer left."""
+        self.writes_storage = True
+        if meta.lock_id:
+            self.lock.adopt(meta.lock_id)
+        if meta.base_etag and meta.base_hash:
+            self.base_etag, self.base_hash = meta.base_etag, meta.base_hash
+            self.snapshotter.stored_hash = meta.base_hash
+        self.snapshotter.changed()  # what storage lacks (if anything) is written soon
+        if self._maintainer is not None:  # started: take the lock now, not a watch tick later
+            self._supervised(self._take_lock_now(), "room.lock")
+        log.info("room writer", extra=kv(room=self.key, lock=meta.lock_id or ""))
+
+    async def _take_lock_now(self) -> None:
+        try:
+            await self._lock_tick()
+        except StorageError as exc:  # the watcher tries again on its next tick
+            log.info("lock on becoming writer failed", extra=kv(room=self.key, error=repr(exc)))
+
+    def stop_writing(self) -> None:
+        self.writes_storage = False
+        self.lock.stand_down()
+        log.info("room no longer writer", extra=kv(room=self.key))
+
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def close(self) -> None:
@@ -853,7 +952,8 @@ class Room:
             log.warning(
                 "final snapshot failed; edits stay in the update log", extra=kv(room=self.key)
             )
-        await self.lock.release(self.editor_token())
+        if self.writes_storage:
+            await self.lock.release(self.editor_token())
         if self._log_ready is not None:
             await asyncio.gather(self._log_ready, return_exceptions=True)
         # (the merge base is already in the log: every base change records its bytes)
@@ -866,6 +966,8 @@ class Room:
             except Exception as exc:
                 log.warning("final compaction failed", extra=kv(room=self.key, error=repr(exc)))
         self.doc.unobserve(self._subscription)
+        if self.on_close is not None:
+            await self.on_close()
 
 
 def _write_file(path: Path, data: bytes) -> None:

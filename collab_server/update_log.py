@@ -61,6 +61,11 @@ class UpdateLog(Protocol):
 
     async def load(self, room: str) -> StoredRoom | None: ...
 
+    async def adopt_lineage(self, room: str, lineage: str) -> None:
+        """The room's lineage is ``lineage`` (another instance made it, §9): whatever this log
+        held for another lineage is dropped, it would duplicate cells in the shared doc."""
+        ...
+
     async def has_lineage(self, lineage: str) -> bool:
         """Whether any room of this log has this lineage id."""
         ...
@@ -269,6 +274,22 @@ class SQLiteUpdateLog:
             pending=versions,
         )
 
+    def _adopt_lineage(self, room: str, lineage: str) -> None:
+        with self._db:
+            self._db.execute("BEGIN")
+            now = time.time()
+            self._db.execute(
+                "INSERT INTO rooms(room, lineage, created, updated) VALUES (?,?,?,?)"
+                " ON CONFLICT(room) DO UPDATE SET lineage=excluded.lineage, snapshot=NULL,"
+                " updated=excluded.updated WHERE rooms.lineage != excluded.lineage",
+                (room, lineage, now, now),
+            )
+            self._db.execute(
+                "DELETE FROM updates WHERE room=? AND"
+                " (SELECT snapshot FROM rooms WHERE room=?) IS NULL",
+                (room, room),
+            )
+
     def _has_lineage(self, lineage: str) -> bool:
         row = self._db.execute("SELECT 1 FROM rooms WHERE lineage=? LIMIT 1", (lineage,))
         return row.fetchone() is not None
@@ -369,6 +390,9 @@ class SQLiteUpdateLog:
 
     async def has_lineage(self, lineage: str) -> bool:
         return await self._run(self._has_lineage, lineage)
+
+    async def adopt_lineage(self, room: str, lineage: str) -> None:
+        await self._run(self._adopt_lineage, room, lineage)
 
     async def start(
         self,

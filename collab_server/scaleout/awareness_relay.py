@@ -49,7 +49,9 @@ class AwarenessRelay:
         self._rooms: dict[str, AwarenessRoom] = {}
         self._from: dict[str, dict[str, set[int]]] = {}  # channel -> instance -> client ids
         self._pubsub: PubSub | None = None
+        self._outgoing: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=10_000)
         self.dropped_instances = 0
+        self.dropped_messages = 0
 
     @property
     def instance(self) -> str:
@@ -74,9 +76,23 @@ class AwarenessRelay:
         except (RedisError, OSError) as exc:
             log.debug("awareness publish failed", extra=kv(error=repr(exc)))
 
+    def offer(self, channel: str, payload: bytes) -> None:
+        """Queue a local awareness update for the others (from sync code: a room's handler).
+        Dropped when the queue is full: awareness heals itself within 15 s."""
+        try:
+            self._outgoing.put_nowait((channel, payload))
+        except asyncio.QueueFull:
+            self.dropped_messages += 1
+
+    async def _send_loop(self) -> None:
+        while True:
+            channel, payload = await self._outgoing.get()
+            await self.publish(channel, payload)
+
     async def run(self) -> None:
-        """Receive, heartbeat and clean up until cancelled; survives Redis going away."""
+        """Receive, send, heartbeat and clean up until cancelled; survives Redis going away."""
         beat = asyncio.create_task(self._heartbeat(), name="awareness-heartbeat")
+        sender = asyncio.create_task(self._send_loop(), name="awareness-sender")
         try:
             while True:
                 try:
@@ -87,6 +103,7 @@ class AwarenessRelay:
                     await self._sleep(0.5)
         finally:
             beat.cancel()
+            sender.cancel()
 
     async def _listen(self) -> None:
         self._pubsub = self._redis.pubsub()

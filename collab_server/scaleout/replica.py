@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 from collab_server.logs import get_logger, kv
 from collab_server.scaleout.entries import Entry, EntryKind, encode
 from collab_server.scaleout.keys import RoomKeys
-from collab_server.scaleout.publisher import RoomStream
+from collab_server.scaleout.publisher import PersistedState, RoomStream
 from collab_server.scaleout.reader import StreamReader
 from collab_server.scaleout.sequence import OriginSequences, Verdict
 
@@ -89,8 +89,9 @@ class RoomReplica:
         view = await self.stream.join()
         if view.lineage is not None and view.lineage != self.lineage:
             return False
-        if view.lineage is None:
-            await self.stream.claim_lineage(self.lineage)
+        created = view.lineage is None
+        if created and await self.stream.claim_lineage(self.lineage) != self.lineage:
+            return False  # another instance made the room a moment ago
         seen: dict[str, int] = {}
         if view.state is not None:
             self._doc.apply_remote(view.state.state)
@@ -104,9 +105,21 @@ class RoomReplica:
         self.sequences.joined_at(seen)
         self._reader.follow(self.keys.stream, last_id, self.on_entries)
         self._sender = asyncio.create_task(self._send_loop(), name=f"replica:{self.keys.room}")
+        if created:  # the doc so far is in no entry: the first one carries all of it
+            self._queue(EntryKind.FULL_STATE, self._doc.full_state())
         if not view.intact:
             self._queue(EntryKind.RESYNC, b"")
         return True
+
+    def persisted_state(self) -> PersistedState:
+        """The doc as it is now, with what it covers: for the writer's ``state`` in Redis.
+
+        Read in one go on the event loop: every entry up to the reader's position was applied
+        (or was our own, already in the doc), and our own queued entries are in the doc too."""
+        seen = dict(self.sequences.last_seen)
+        seen[self.instance] = self.sequences.published
+        covers = self._reader.position(self.keys.stream) or b"0-0"
+        return PersistedState(self._doc.full_state(), covers, seen)
 
     def publish(self, update: bytes) -> None:
         """Queue a local update that is already in this instance's log; never raises."""
