@@ -28,7 +28,7 @@ def cluster(
             data_dir=data,
             args=["--fanout", "redis", "--redis-url", redis.url, "--instance-name", f"hub{i}"],
             env={"CS3COLLAB_WRITER_LEASE_TTL": "1.5", "CS3COLLAB_SNAPSHOT_DEBOUNCE": "0.2"},
-        )  # fmt: skip
+        )
         for i in range(n)
     ]
 
@@ -153,8 +153,12 @@ async def test_editing_goes_on_through_a_redis_restart_and_instances_converge(
     if not keep_data:
         redis_server.wipe()
     redis_server.start()
+
+    def has_both(client: YClient) -> Callable[[], bool]:
+        return lambda: {"a-alone", "b-alone"} <= set(client.sources()[0].split())
+
     for c in (ca, cb):
-        await c.wait_for(lambda c=c: {"a-alone", "b-alone"} <= set(c.sources()[0].split()), 20)
+        await c.wait_for(has_both(c), 20)
     assert httpx.get(f"{a.http_url}/readyz", timeout=5).json()["status"] == "ready"
     assert ca.sources() == cb.sources()
     for c in (ca, ca2, cb):
