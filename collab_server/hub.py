@@ -150,7 +150,12 @@ class Hub:
         file_id = resource.id.to_file_id()
         key = room_key(fmt, typ, file_id)
         lineage, created = await self.update_log.ensure_lineage(key)
-        shared = None if self.cluster is None else await self.cluster.lineage_of(key)
+        shared = None
+        if self.cluster is not None:
+            try:
+                shared = await self.cluster.claim_lineage(key, lineage)
+            except (RedisError, OSError) as exc:  # degraded: this instance's own lineage
+                log.warning("redis unavailable for a session", extra=kv(room=key, error=repr(exc)))
         if shared is not None and shared != lineage:
             # Another instance made the room: its sessionId holds on every instance.
             await self.update_log.adopt_lineage(key, shared)
@@ -175,6 +180,8 @@ class Hub:
                 log.warning("redis unavailable at room load", extra=kv(room=key, error=repr(exc)))
             if shared_lineage is not None:
                 await self.update_log.adopt_lineage(key, shared_lineage)
+                if not shared_updates:
+                    shared_updates = await self._shared_doc(key)
         stored = await self.update_log.load(key)
         if stored is None:
             await self.update_log.ensure_lineage(key)
@@ -264,6 +271,21 @@ class Hub:
             ),
         )
         return room
+
+    async def _shared_doc(self, key: str) -> list[bytes]:
+        """Redis names the room's lineage but holds none of its doc: its creator is building
+        it from the file. Only the writer may (a second build duplicates every cell): take the
+        lease and build it here (empty list), or wait for the creator's first entry."""
+        assert self.cluster is not None
+        deadline = time.monotonic() + 2 * self.settings.writer_lease_ttl + 5
+        while time.monotonic() < deadline:
+            if await self.cluster.may_create(key):
+                return []
+            await asyncio.sleep(0.1)
+            _, updates = await self.cluster.room_view(key)
+            if updates:
+                return updates
+        raise LoadError("the room is being created on another instance: try again")
 
     async def _attach(self, room: Room) -> None:
         """Join the room across instances before its first client syncs (§9)."""

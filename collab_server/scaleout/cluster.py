@@ -81,6 +81,7 @@ class Cluster:
         self._sleep = sleep
         self._replicas: dict[str, RoomReplica] = {}
         self._leases: dict[str, asyncio.Task[None]] = {}
+        self._lease_of: dict[str, WriterLease] = {}
         self._tasks: list[asyncio.Task[None]] = []
         redis_up.set(1)
 
@@ -110,6 +111,23 @@ class Cluster:
             return None
         return None if raw is None else as_bytes(raw).decode()
 
+    async def claim_lineage(self, cluster_id: str, lineage: str) -> str:
+        """The room's lineage across instances, ``lineage`` if it had none (a session call:
+        every instance must hand out the same sessionId). Raises RedisError if Redis is away."""
+        return await RoomStream(self.redis, RoomKeys(cluster_id)).claim_lineage(lineage)
+
+    def _lease(self, cluster_id: str) -> WriterLease:
+        lease = self._lease_of.get(cluster_id)
+        if lease is None:
+            lease = WriterLease(self.redis, RoomKeys(cluster_id), self.instance, self._lease_ttl_ms)
+            self._lease_of[cluster_id] = lease
+        return lease
+
+    async def may_create(self, cluster_id: str) -> bool:
+        """Whether this instance may build the room's doc from the file: only the writer may
+        (two builds of one file are two sets of cells in one doc)."""
+        return await self._lease(cluster_id).acquire()
+
     async def room_view(self, cluster_id: str) -> tuple[str | None, list[bytes]]:
         """The lineage and the Y updates that make the room's doc in Redis (state + entries)."""
         view = await RoomStream(self.redis, RoomKeys(cluster_id)).join()
@@ -128,7 +146,7 @@ class Cluster:
             return False
         self._replicas[room.cluster_id] = replica
         await self.relay.join(keys.awareness, room)
-        lease = WriterLease(self.redis, keys, self.instance, self._lease_ttl_ms)
+        lease = self._lease(room.cluster_id)
         self._leases[room.cluster_id] = supervised(
             self._lease_loop(room, lease), task="cluster.lease", failures=self._failures,
             room=room.cluster_id,
@@ -163,6 +181,7 @@ class Cluster:
         if lease_task is not None:
             lease_task.cancel()
             await asyncio.gather(lease_task, return_exceptions=True)
+        self._lease_of.pop(room.cluster_id, None)
         replica = self._replicas.pop(room.cluster_id, None)
         if replica is not None:
             await replica.close()

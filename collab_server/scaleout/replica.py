@@ -105,7 +105,9 @@ class RoomReplica:
         self.sequences.joined_at(seen)
         self._reader.follow(self.keys.stream, last_id, self.on_entries)
         self._sender = asyncio.create_task(self._send_loop(), name=f"replica:{self.keys.room}")
-        if created:  # the doc so far is in no entry: the first one carries all of it
+        if view.state is None and not view.entries:
+            # Redis has none of the doc (its creator is us, or Redis lost its data): the first
+            # entry carries all of it.
             self._queue(EntryKind.FULL_STATE, self._doc.full_state())
         if not view.intact:
             self._queue(EntryKind.RESYNC, b"")
