@@ -2,7 +2,7 @@
 
     python -m bench.cs3_snapshot [--size-mb 1] [--saves 20]
 
-Starts revad (tests/revad, built by scripts/revad-build) and the hub with --storage cs3, opens a
+Starts revad (devkit/revad, built by scripts/revad-build) and the hub with --storage cs3, opens a
 notebook as einstein, and times explicit ``save`` round trips after a one-character edit: each
 is export (nbformat validation) + InitiateFileUpload + PUT + Stat. Also reports the hub's own
 ``cs3collab_snapshot_seconds`` histogram.
@@ -21,10 +21,10 @@ from pathlib import Path
 import httpx
 
 from bench.notebooks import make_notebook
+from devkit.hubproc import HubProcess
+from devkit.revad.launcher import USERS, build_revad, home_path, start_revad
+from devkit.yclient import YClient
 from storage_bridge.cs3 import CS3Storage
-from tests.hubproc import HubProcess
-from tests.revad.launcher import USERS, build_revad, home_path, start_revad
-from tests.yclient import YClient
 
 
 async def main() -> None:

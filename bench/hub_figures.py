@@ -20,7 +20,7 @@ import websockets
 from pycrdt import Doc, create_sync_message
 
 from bench.notebooks import make_notebook
-from tests.hubproc import HubProcess
+from devkit.hubproc import HubProcess
 
 
 def rss_kib(pid: int) -> int:

@@ -45,7 +45,7 @@ from bench.loadgen import Generator
 from bench.notebooks import make_notebook
 from bench.servers import SERVERS, Server, cpu_seconds, disk_write_bytes, rss_bytes
 from bench.setup import BENCH_DIR, bench_python_bin, ensure_bench_venv, ensure_node
-from tests.hubproc import notebook, write_notebook
+from devkit.hubproc import notebook, write_notebook
 
 RESULTS = BENCH_DIR / "results"
 MB = 1_000_000

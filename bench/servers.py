@@ -1,6 +1,6 @@
 """The three servers under test, each started as a subprocess on a free loopback port.
 
-- ``Cs3collab``: the hub (``tests.hubproc.HubProcess``) with its production defaults
+- ``Cs3collab``: the hub (``devkit.hubproc.HubProcess``) with its production defaults
   (snapshot debounce 1 s / max 10 s); only the unload grace is shortened so that the final
   compaction of P5 happens within the run.
 - ``Jupyter``: a real ``jupyter server`` from the bench venv with jupyter-collaboration 5
@@ -17,14 +17,15 @@ import json
 import os
 import sqlite3
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from bench.setup import NODE_DIR, bench_python_bin
-from tests.hubproc import HubProcess, free_port
+from devkit.hubproc import HubProcess
+from devkit.polling import http_ok, poll_until, process_exited
+from devkit.ports import free_port
 
 TOKEN = "bench-token"
 
@@ -268,17 +269,13 @@ class Jupyter(_Subprocess):
         self.proc = subprocess.Popen(
             cmd, cwd=self.cwd, env=env, stdout=log, stderr=subprocess.STDOUT
         )
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"jupyter exited:\n{self.log_path.read_text()[-3000:]}")
-            try:
-                r = httpx.get(f"{self.http_url}/api/status", headers=self._auth(), timeout=1)
-                if r.status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
+        log_path = self.log_path
+        exited = process_exited(
+            self.proc, lambda: f"jupyter exited:\n{log_path.read_text()[-3000:]}"
+        )
+        ready = lambda: http_ok(f"{self.http_url}/api/status", headers=self._auth())  # noqa: E731
+        if poll_until(ready, timeout=90, interval=0.2, failed=exited):
+            return self
         raise TimeoutError(f"jupyter did not start:\n{self.log_path.read_text()[-3000:]}")
 
     def _auth(self) -> dict[str, str]:
@@ -322,13 +319,13 @@ class Hocuspocus(_Subprocess):
         ]  # fmt: skip
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(cmd, cwd=NODE_DIR, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"hocuspocus exited:\n{self.log_path.read_text()[-3000:]}")
-            if '"listening"' in self.log_path.read_text():
-                return self
-            time.sleep(0.1)
+        log_path = self.log_path
+        exited = process_exited(
+            self.proc, lambda: f"hocuspocus exited:\n{log_path.read_text()[-3000:]}"
+        )
+        listening = lambda: '"listening"' in log_path.read_text()  # noqa: E731
+        if poll_until(listening, timeout=30, interval=0.1, failed=exited):
+            return self
         raise TimeoutError("hocuspocus did not start")
 
     def target(self, path: str) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 from collab_server.logs import get_logger, kv
+from storage_bridge.sqlite_executor import SQLiteExecutor
 
 T = TypeVar("T")
 
@@ -159,7 +160,7 @@ CREATE TABLE IF NOT EXISTS updates (
 class SQLiteUpdateLog:
     def __init__(self, path: Path, *, fsync: bool = False) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="update-log")
+        self._executor = SQLiteExecutor("update-log")
         # No statement cache: a cached statement keeps its last bound values, i.e. a copy of
         # the last snapshot/base blob per statement, 2x a notebook's size for as long as the
         # process lives (measured, bench P4). Preparing these few statements costs microseconds.
@@ -222,8 +223,7 @@ class SQLiteUpdateLog:
             log.warning("update log checkpoint failed", extra=kv(error=repr(exc)))
 
     async def _run(self, fn: Callable[..., T], *args: object) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, fn, *args)
+        return await self._executor.run(fn, *args)
 
     # -- blocking parts (run on the executor thread) ------------------------------------------
 
@@ -432,8 +432,7 @@ class SQLiteUpdateLog:
     async def aclose(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self._checkpointer.shutdown, True)
         self._checkpoint_db.close()
-        await self._run(self._close)
-        self._executor.shutdown(wait=True)
+        await self._executor.aclose(self._close)
 
     def _close(self) -> None:
         try:

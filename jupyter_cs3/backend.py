@@ -25,6 +25,7 @@ from storage_bridge.types import User
 
 if TYPE_CHECKING:
     from jupyter_cs3.sharing import Sharing
+    from storage_bridge.cs3 import CS3Storage
 
 T = TypeVar("T")
 
@@ -34,10 +35,15 @@ class Backend:
         self.config = config
         self.kind = config.storage
         self.storage: Storage
+        # What only a CS3 gateway has (a password login, the home path template) is kept here,
+        # typed, when the backend is built, so nothing later has to ask which storage it is.
+        self._authenticate: Callable[[str, str], Awaitable[str]] | None = None
+        self._home_template = ""
+        cs3: CS3Storage | None = None
         if self.kind == "cs3":
             from storage_bridge.cs3 import CS3Storage
 
-            self.storage = CS3Storage(
+            cs3 = CS3Storage(
                 config.gateway,
                 tls=config.gateway_tls,
                 ca_file=config.gateway_ca_file or None,
@@ -45,6 +51,9 @@ class Backend:
             )
             if not (config.token or (config.username and config.password)):
                 raise ValueError("CS3Config needs a token, or a username and a password")
+            self.storage = cs3
+            self._authenticate = cs3.authenticate
+            self._home_template = cs3.settings.personal_space_path
         else:
             from storage_bridge.local import LocalStorage
 
@@ -59,7 +68,7 @@ class Backend:
         self._root: str | None = None
         from jupyter_cs3.sharing import make_sharing
 
-        self.sharing: Sharing = make_sharing(self)
+        self.sharing: Sharing = make_sharing(self, cs3)
 
     # ---- identity ----
 
@@ -91,14 +100,9 @@ class Backend:
         async with self._login:
             if self._token and self._token != stale:
                 return self._token  # someone else logged in meanwhile
-            if not self.can_login:
+            if not self.can_login or self._authenticate is None:
                 raise Unauthenticated("the CS3 token was refused; no password to renew it")
-            from storage_bridge.cs3 import CS3Storage
-
-            assert isinstance(self.storage, CS3Storage)
-            self._token = await self.storage.authenticate(
-                self.config.username, self.config.password
-            )
+            self._token = await self._authenticate(self.config.username, self.config.password)
             for listener in self._token_listeners:
                 listener(self._token)
             return self._token
@@ -141,12 +145,8 @@ class Backend:
             elif self.config.root:
                 self._root = "/" + self.config.root.strip("/")
             else:
-                from storage_bridge.cs3 import CS3Storage
-
-                assert isinstance(self.storage, CS3Storage)
                 user = await self.user()
-                template = self.storage.settings.personal_space_path
-                self._root = template.format(owner_id=user.id)
+                self._root = self._home_template.format(owner_id=user.id)
         return self._root
 
     @property

@@ -41,7 +41,7 @@ from jupyter_cs3.sharing import (
     SharingRefused,
     SharingUnavailable,
 )
-from storage_bridge.cs3_shares import ReceivedShare, Share
+from storage_bridge.cs3.shares import ReceivedShare, Share
 from storage_bridge.errors import NotFound, StorageError
 from storage_bridge.types import Lock, User
 

@@ -4,7 +4,7 @@ The REST handlers (``shares.py``) and the contents manager talk to ``Backend.sha
 which storage is behind it is this module's business:
 
 - ``CS3Sharing``: user shares, received shares, user search and file details over a CS3 gateway
-  (``storage_bridge.cs3_shares`` plus UpdateShare / UpdateReceivedShare here).
+  (``storage_bridge.cs3.shares`` plus UpdateShare / UpdateReceivedShare here).
 - ``LocalSharing``: a local folder has one user and nobody to share with; every sharing call
   raises ``SharingUnavailable`` (the REST answers 501 with its message). File details work.
 
@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
 from storage_bridge.base import Storage
-from storage_bridge.cs3_shares import ReceivedShare, Role, Share
+from storage_bridge.cs3 import CS3Storage
+from storage_bridge.cs3.shares import ReceivedShare, Role, Share
 from storage_bridge.errors import (
     AlreadyExists,
     Locked,
@@ -227,29 +228,27 @@ def _locked(exc: Locked) -> SharingRefused:
 class CS3Sharing:
     """Sharing over a CS3 gateway (reva v2.27.7), as the Jupyter server's user."""
 
-    def __init__(self, backend: Backend) -> None:
-        from storage_bridge.cs3 import CS3Storage
-
-        assert isinstance(backend.storage, CS3Storage)
+    def __init__(self, backend: Backend, cs3: CS3Storage) -> None:
+        # The backend's own storage, passed typed by whoever built it (no isinstance check).
         self.backend = backend
-        self.cs3: CS3Storage = backend.storage
+        self.cs3 = cs3
 
     @property
     def available(self) -> bool:
         return True
 
     async def user(self, who: str) -> User:
-        from storage_bridge.cs3_shares import get_user
+        from storage_bridge.cs3.shares import get_user
 
         return await self.backend.run(lambda t: get_user(self.cs3, t, who))
 
     async def find_users(self, query: str) -> list[User]:
-        from storage_bridge.cs3_shares import find_users
+        from storage_bridge.cs3.shares import find_users
 
         return await self.backend.run(lambda t: find_users(self.cs3, t, query))
 
     async def shares(self, api_path: str | None = None) -> list[Share]:
-        from storage_bridge.cs3_shares import list_shares
+        from storage_bridge.cs3.shares import list_shares
 
         if api_path is None:
             return await self.backend.run(lambda t: list_shares(self.cs3, t))
@@ -258,12 +257,12 @@ class CS3Sharing:
         return await self.backend.run(lambda t: list_shares(self.cs3, t, res.id))
 
     async def received(self) -> list[ReceivedShare]:
-        from storage_bridge.cs3_shares import list_received_shares
+        from storage_bridge.cs3.shares import list_received_shares
 
         return await self.backend.run(lambda t: list_received_shares(self.cs3, t))
 
     async def share(self, api_path: str, grantee: str, role: Role) -> Share:
-        from storage_bridge.cs3_shares import create_share
+        from storage_bridge.cs3.shares import create_share
 
         sp = await self.backend.storage_path(api_path)
         name = posixpath.basename(sp)
@@ -311,7 +310,7 @@ class CS3Sharing:
         from google.protobuf import field_mask_pb2
 
         from storage_bridge.cs3 import from_cs3_id
-        from storage_bridge.cs3_shares import role_permissions, share_from_cs3
+        from storage_bridge.cs3.shares import role_permissions, share_from_cs3
 
         async def op(token: str) -> Share:
             share = await self._share_by_id(token, share_id)
@@ -337,7 +336,7 @@ class CS3Sharing:
             raise _locked(exc) from exc
 
     async def unshare(self, share_id: str) -> None:
-        from storage_bridge.cs3_shares import remove_share
+        from storage_bridge.cs3.shares import remove_share
 
         try:
             await self.backend.run(lambda t: remove_share(self.cs3, t, share_id))
@@ -351,7 +350,7 @@ class CS3Sharing:
         from cs3.sharing.collaboration.v1beta1 import resources_pb2 as coll_res
         from google.protobuf import field_mask_pb2
 
-        from storage_bridge.cs3_shares import accept_received_share, received_from_cs3
+        from storage_bridge.cs3.shares import accept_received_share, received_from_cs3
 
         if state == "accepted":
             return await self.backend.run(
@@ -387,7 +386,7 @@ class CS3Sharing:
         return len(pending)
 
     async def file_info(self, api_path: str) -> FileInfo:
-        from storage_bridge.cs3_shares import list_shares
+        from storage_bridge.cs3.shares import list_shares
 
         sp = await self.backend.storage_path(api_path)
         res = await self.backend.run(lambda t: self.cs3.stat(t, sp))
@@ -524,7 +523,8 @@ async def _cs3_remove_link(sharing: CS3Sharing, link_id: str) -> None:
     await sharing.backend.run(op)
 
 
-def make_sharing(backend: Backend) -> Sharing:
-    if backend.kind == "cs3":
-        return CS3Sharing(backend)
+def make_sharing(backend: Backend, cs3: CS3Storage | None) -> Sharing:
+    """``CS3Sharing`` over ``cs3`` (the backend's storage) if there is one, else local."""
+    if cs3 is not None:
+        return CS3Sharing(backend, cs3)
     return LocalSharing(backend)

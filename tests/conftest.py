@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.hubproc import HubProcess
+from devkit.hubproc import HubProcess
 
 pytest_plugins = ["tests.revad.fixture", "tests.revad.sharing"]
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from collab_server.hub import Hub
 from collab_server.metrics import HubMetrics
 from collab_server.settings import Settings
 from collab_server.update_log import SQLiteUpdateLog
+from devkit.polling import wait_for_change
 from storage_bridge.local import LocalStorage
 
 TOKEN = "inproc-token"
@@ -182,16 +182,8 @@ class Client:
         self.sock.to_hub.put_nowait(frame)
 
     async def wait_for(self, cond: Callable[[], bool], timeout: float = 10) -> None:
-        deadline = time.monotonic() + timeout
-        while not cond():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError("condition not met before the deadline")
-            self._changed.clear()
-            if cond():
-                return
-            with contextlib.suppress(TimeoutError):  # files and metrics change silently: poll
-                await asyncio.wait_for(self._changed.wait(), min(remaining, 0.02))
+        # Files and metrics change without a message: poll too.
+        await wait_for_change(cond, self._changed, timeout, poll=0.02)
 
     async def wait_synced(self, timeout: float = 10) -> None:
         await self.wait_for(lambda: self.synced.is_set() or self.closed.is_set(), timeout)

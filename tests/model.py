@@ -45,8 +45,8 @@ from collab_server.hub import Hub, HubError
 from collab_server.metrics import HubMetrics
 from collab_server.settings import Settings
 from collab_server.update_log import SQLiteUpdateLog
+from devkit.hubproc import notebook, write_notebook
 from storage_bridge.local import LocalStorage
-from tests.hubproc import notebook, write_notebook
 
 T = TypeVar("T")
 TOKEN = "model-token"

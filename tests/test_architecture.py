@@ -1,7 +1,10 @@
 """What the packages may import, read from their source with ``ast`` (nothing is imported).
 
 No import cycles; crdt/ and storage_bridge/ never import collab_server/; crdt/ is pure (none of
-the other packages, no I/O module); no module imports another module's private names.
+the other packages, no I/O module); no module imports another module's private names. Outside
+the shipped packages: bench/ never imports tests/ (their shared helpers are in devkit/), devkit/
+imports neither, and the shipped packages import none of the three. jupyter_cs3/ never asks
+which storage backend it has (``isinstance(..., CS3Storage)``): it goes through ``Sharing``.
 
 Every ``import`` counts, also one deferred into a function body or under ``TYPE_CHECKING``: a
 rule about what a package may depend on holds for all of its code.  ``from pkg import name``
@@ -160,6 +163,75 @@ def test_no_private_names_imported_across_modules() -> None:
                 node.level or in_packages(node.module or "", PACKAGES)
             ):
                 offenders += [(module, a.name) for a in node.names if a.name.startswith("_")]
+    assert offenders == []
+
+
+def folder_imports(folder: str) -> Iterator[tuple[str, str]]:
+    """(module, imported name) for every import in the ``.py`` files under ``folder``."""
+    for path in sorted((ROOT / folder).rglob("*.py")):
+        if "node_modules" in path.parts:
+            continue
+        module = module_name(path)
+        for name in imported_names(module, path):
+            yield module, name
+
+
+def test_folder_imports_are_read() -> None:
+    assert ("bench.servers", "devkit.hubproc") in set(folder_imports("bench"))
+
+
+def test_bench_never_imports_tests() -> None:
+    offenders = [(m, name) for m, name in folder_imports("bench") if in_packages(name, ["tests"])]
+    assert offenders == []
+
+
+def test_devkit_imports_neither_tests_nor_bench() -> None:
+    offenders = [
+        (m, name) for m, name in folder_imports("devkit") if in_packages(name, ["tests", "bench"])
+    ]
+    assert offenders == []
+
+
+def test_shipped_packages_import_no_dev_code() -> None:
+    offenders = [
+        (module, name)
+        for package in PACKAGES
+        for module, name in all_imports(package)
+        if in_packages(name, ["tests", "bench", "devkit"])
+    ]
+    assert offenders == []
+
+
+BACKEND_CLASSES = frozenset({"CS3Storage", "LocalStorage"})
+
+
+def backend_type_checks(source: str) -> list[int]:
+    """Lines of ``isinstance(x, <backend class>)`` calls (also in a tuple, or as ``mod.Class``)."""
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        if not (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "isinstance"):
+            continue
+        if len(node.args) != 2:
+            continue
+        kinds = node.args[1].elts if isinstance(node.args[1], ast.Tuple) else [node.args[1]]
+        names = {getattr(k, "id", None) or getattr(k, "attr", None) for k in kinds}
+        if names & BACKEND_CLASSES:
+            lines.append(node.lineno)
+    return lines
+
+
+def test_backend_type_checks_are_found() -> None:
+    assert backend_type_checks("isinstance(s, (int, cs3.CS3Storage))") == [1]
+    assert backend_type_checks("isinstance(s, Storage)") == []
+
+
+def test_jupyter_cs3_never_asks_which_backend_it_has() -> None:
+    offenders = [
+        (module, line)
+        for module, path in MODULES.items()
+        if module.startswith("jupyter_cs3")
+        for line in backend_type_checks(path.read_text(encoding="utf-8"))
+    ]
     assert offenders == []
 
 

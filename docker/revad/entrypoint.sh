@@ -1,5 +1,5 @@
 #!/bin/sh
-# Render the tests/revad/*.toml templates (${NAME} placeholders) with the environment, make the
+# Render the devkit/revad/*.toml templates (${NAME} placeholders) with the environment, make the
 # gateway and the data server reachable from other containers, and run all configs in one revad.
 #   - listen addresses 127.0.0.1:<port> -> 0.0.0.0:<port>
 #   - URLs handed to clients (data_server_url, datagateway) -> http://$REVAD_PUBLIC_HOST:<port>

@@ -22,8 +22,9 @@ import httpx
 from cs3.storage.provider.v1beta1 import provider_api_pb2 as sp_pb
 
 from storage_bridge.cs3 import CS3Storage, to_reference
-from storage_bridge.cs3_errors import http_error
-from storage_bridge.errors import StorageError, Unavailable
+from storage_bridge.cs3.errors import http_error
+from storage_bridge.cs3.transfers import download_endpoint
+from storage_bridge.errors import Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -49,16 +50,8 @@ async def initiate(storage: CS3Storage, token: str, path: str) -> Endpoint:
         token,
         idempotent=True,
     )
-    protocols = {p.protocol: p for p in resp.protocols}
-    proto = protocols.get("spaces") or protocols.get("simple")
-    if proto is None and resp.protocols:
-        proto = resp.protocols[0]
-    if proto is None:
-        raise StorageError("InitiateFileDownload: no download protocol offered")
-    headers = {"x-access-token": token}
-    if proto.token:
-        headers["X-Reva-Transfer"] = proto.token
-    return Endpoint(proto.download_endpoint, headers, time.monotonic())
+    url, headers = download_endpoint(resp, token)
+    return Endpoint(url, headers, time.monotonic())
 
 
 class Downloads:

@@ -8,8 +8,8 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.hubproc import HubProcess, notebook, write_notebook
-from tests.yclient import YClient
+from devkit.hubproc import HubProcess, notebook, write_notebook
+from devkit.yclient import YClient
 
 
 def _src(cell: dict) -> str:

@@ -13,10 +13,10 @@ import httpx
 import nbformat
 import pytest
 
+from devkit.hubproc import HubProcess, notebook, write_notebook
+from devkit.yclient import YClient
 from storage_bridge.errors import Locked
 from storage_bridge.local import LocalStorage
-from tests.hubproc import HubProcess, notebook, write_notebook
-from tests.yclient import YClient
 
 FAST = {
     "CS3COLLAB_WATCH_INTERVAL": "0.2",

@@ -11,12 +11,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devkit.hubproc import HubProcess
+from devkit.revad.launcher import RevadHandle
+from devkit.yclient import YClient
 from storage_bridge.cs3 import CS3Storage
 from storage_bridge.errors import Locked
-from tests.hubproc import HubProcess
-from tests.revad.launcher import RevadHandle
 from tests.revad.sharing import Shared, Tokens
-from tests.yclient import YClient
 
 pytestmark = pytest.mark.revad
 

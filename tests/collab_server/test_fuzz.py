@@ -22,8 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pycrdt import Doc, Text, write_var_uint
 
-from tests.hubproc import HubProcess, notebook, write_notebook
-from tests.yclient import YClient
+from devkit.hubproc import HubProcess, notebook, write_notebook
+from devkit.yclient import YClient
 
 EXAMPLES = int(os.environ.get("CS3COLLAB_FUZZ_EXAMPLES", "300"))
 ALLOWED = {1000, 1003, 1009, 4400, 4413, 4429}

@@ -13,9 +13,9 @@ import pytest
 from pycrdt import Encoder, write_var_uint
 from websockets.exceptions import InvalidStatus
 
-from tests.hubproc import HubProcess, notebook, write_notebook
+from devkit.hubproc import HubProcess, notebook, write_notebook
+from devkit.yclient import YClient
 from tests.rawsock import masked_frame, read_until_closed, stalled_websocket, upgrade_request
-from tests.yclient import YClient
 
 # What yjs 13.6 + y-websocket 2.1 + y-protocols' Awareness send first: an awareness update for
 # client 123456 with clock 0 and state {} (and the same with state null).

@@ -11,9 +11,9 @@ import nbformat
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from tests.hubproc import HubProcess, notebook, write_notebook
+from devkit.hubproc import HubProcess, notebook, write_notebook
+from devkit.yclient import YClient
 from tests.rawsock import stalled_websocket
-from tests.yclient import YClient
 
 
 def _append(client: YClient, index: int, text: str) -> None:

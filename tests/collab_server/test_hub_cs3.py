@@ -13,12 +13,12 @@ import nbformat
 import pytest
 from websockets.exceptions import InvalidStatus
 
+from devkit.hubproc import HubProcess
+from devkit.revad.launcher import USERS, RevadHandle, home_path, start_revad
+from devkit.yclient import YClient
 from storage_bridge.cs3 import CS3Storage
 from storage_bridge.errors import Unavailable
-from tests.hubproc import HubProcess
-from tests.revad.launcher import USERS, RevadHandle, home_path, start_revad
 from tests.revad.sharing import EMPTY_NB, Shared, Tokens
-from tests.yclient import YClient
 
 pytestmark = pytest.mark.revad
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from collab_server.room import Room
-from tests.hubproc import notebook, write_notebook
+from devkit.hubproc import notebook, write_notebook
 from tests.inproc import InprocHub, running
 
 

@@ -21,11 +21,11 @@ from typing import Any, TypeVar
 
 import pytest
 
+from devkit.revad.launcher import USERS, RevadHandle, home_path
 from storage_bridge.cs3 import CS3Storage
-from storage_bridge.cs3_shares import accept_received_share, create_share
+from storage_bridge.cs3.shares import accept_received_share, create_share
 from tests.jupyter_cs3.devstack import DevStack, running_stack
 from tests.jupyter_cs3.jupyterproc import JupyterProcess
-from tests.revad.launcher import USERS, RevadHandle, home_path
 
 pytest_plugins = ["tests.revad.fixture"]
 pytestmark = [pytest.mark.e2e, pytest.mark.revad]

@@ -28,10 +28,10 @@ from typing import Any
 
 import pytest
 
+from devkit.revad.launcher import RevadHandle
 from tests.e2e.test_browser_coedit import CELL, LAB_SETTINGS, NOTEBOOK, _wait_cell
 from tests.jupyter_cs3.devstack import DevStack, running_stack
 from tests.jupyter_cs3.jupyterproc import JupyterProcess
-from tests.revad.launcher import RevadHandle
 
 pytest_plugins = ["tests.revad.fixture"]
 pytestmark = [pytest.mark.e2e, pytest.mark.revad]

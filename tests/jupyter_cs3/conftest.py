@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from devkit.revad.launcher import RevadHandle
 from tests.jupyter_cs3.devstack import DevStack, running_stack
-from tests.revad.launcher import RevadHandle
 
 try:
     import jupyter_server  # noqa: F401

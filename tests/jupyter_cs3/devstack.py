@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import json
 import secrets
-import signal
 import sys
 import tempfile
 import time
@@ -25,9 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.hubproc import HubProcess
+from devkit.hubproc import HubProcess
+from devkit.revad.launcher import USERS, RevadHandle, home_path, start_revad
+from devkit.signals import StopRequest
 from tests.jupyter_cs3.jupyterproc import JupyterProcess, start_all
-from tests.revad.launcher import USERS, RevadHandle, home_path, start_revad
 
 DEMO_NB = {
     "cells": [
@@ -125,7 +125,7 @@ def running_stack(
 async def make_demo(gateway: str) -> str:
     """einstein's welcome.ipynb shared with marie (editor); returns einstein's path."""
     from storage_bridge.cs3 import CS3Storage
-    from storage_bridge.cs3_shares import accept_received_share, create_share
+    from storage_bridge.cs3.shares import accept_received_share, create_share
     from storage_bridge.errors import AlreadyExists
 
     storage = CS3Storage(gateway)
@@ -152,14 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [u for u in users if u not in USERS]
     if unknown:
         parser.error(f"unknown users {unknown}; known: {sorted(USERS)}")
-    stop = False
-
-    def on_signal(signum: int, frame: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = StopRequest()
     with contextlib.ExitStack() as keep:
         workdir = args.workdir or Path(keep.enter_context(tempfile.TemporaryDirectory("-dev")))
         workdir.mkdir(parents=True, exist_ok=True)
@@ -168,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.demo:
                 info["demo"] = asyncio.run(make_demo(stack.revad.gateway))
             print(json.dumps(info, indent=2), flush=True)
-            while not stop:
+            while not stop.requested:
                 dead = [u for u, s in stack.servers.items() if s.proc and s.proc.poll() is not None]
                 if dead or not stack.revad.alive():
                     print(f"dev-stack: process exited ({dead or 'revad'})", file=sys.stderr)

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,8 @@ from urllib.parse import quote
 
 import httpx
 
-from tests.hubproc import free_port
+from devkit.polling import http_ok, poll_until, process_exited
+from devkit.ports import free_port
 
 
 @dataclass
@@ -99,17 +99,15 @@ class JupyterProcess:
 
     def wait_ready(self, timeout: float = 60.0) -> JupyterProcess:
         assert self.proc is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"jupyter server exited early:\n{self.logs()[-6000:]}")
-            try:
-                r = httpx.get(f"{self.url}/api/status", headers=self.headers, timeout=2)
-                if r.status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
+        exited = process_exited(
+            self.proc, lambda: f"jupyter server exited early:\n{self.logs()[-6000:]}"
+        )
+
+        def ready() -> bool:
+            return http_ok(f"{self.url}/api/status", headers=self.headers, timeout=2)
+
+        if poll_until(ready, timeout=timeout, interval=0.1, failed=exited):
+            return self
         self.stop()
         raise TimeoutError(f"jupyter server did not start:\n{self.logs()[-6000:]}")
 

@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 import yaml
 
+from devkit.ports import free_ports
+from devkit.revad.launcher import USERS, RevadHandle, wait_ready
 from tests.jupyter_cs3.devstack import DevStack
-from tests.revad.launcher import USERS, RevadHandle, free_ports, wait_ready
 
 pytest_plugins = ["tests.revad.fixture"]
 
@@ -143,7 +144,7 @@ def test_services_point_at_each_other(compose: dict[str, Any]) -> None:
     assert {int(revad_env["GATEWAY_GRPC"]), int(revad_env["STORAGE_USERS_HTTP"])} <= published
     assert revad_env["REVAD_PUBLIC_HOST"] == "revad"
     # every ${VAR} of the revad config templates is set in the image or by compose
-    for template in (REPO / "tests/revad").glob("*.toml"):
+    for template in (REPO / "devkit/revad").glob("*.toml"):
         for var in set(re.findall(r"\$\{([A-Z0-9_]+)\}", template.read_text())):
             assert var in revad_env, f"{template.name}: ${{{var}}} not set for the revad service"
 
@@ -211,7 +212,7 @@ def test_revad_entrypoint_renders_working_configs(
     env.update(
         DATA_DIR=str(tmp_path / "data"),
         CONFIG_DIR=str(tmp_path / "etc"),
-        REVAD_TEMPLATES=str(REPO / "tests/revad"),
+        REVAD_TEMPLATES=str(REPO / "devkit/revad"),
         REVAD_PUBLIC_HOST="127.0.0.1",
         PATH=f"{bindir}:{os.environ['PATH']}",
     )

@@ -16,6 +16,8 @@ import pytest
 import websockets
 from pycrdt import Map, Text
 
+from devkit.revad.launcher import USERS, home_path
+from devkit.yclient import YClient
 from storage_bridge.cs3 import CS3Storage
 from tests.jupyter_cs3.devstack import DevStack, cs3_config
 from tests.jupyter_cs3.jupyterproc import JupyterProcess
@@ -27,8 +29,6 @@ from tests.jupyter_cs3.stack import (
     put_notebook,
     share,
 )
-from tests.revad.launcher import USERS, home_path
-from tests.yclient import YClient
 
 pytest_plugins = ["tests.revad.fixture"]
 pytestmark = pytest.mark.revad

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from devkit.revad.launcher import USERS, RevadHandle, home_path
 from jupyter_cs3.backend import Backend
 from jupyter_cs3.config import CS3Config
 from jupyter_cs3.kernels import KernelWiring
 from storage_bridge.cs3fs import CS3FileSystem
-from tests.revad.launcher import USERS, RevadHandle, home_path
 
 pytest_plugins = ["tests.revad.fixture"]
 pytestmark = pytest.mark.revad

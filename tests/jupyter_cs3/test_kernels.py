@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from devkit.revad.launcher import USERS, RevadHandle, home_path, start_revad
+from devkit.yclient import YClient
 from storage_bridge.cs3 import CS3Storage
 from tests.jupyter_cs3.devstack import DevStack, running_stack
 from tests.jupyter_cs3.jupyterproc import JupyterProcess
 from tests.jupyter_cs3.kernelclient import Kernel
 from tests.jupyter_cs3.stack import EMPTY_NB, new_name, open_from_shares, put_notebook, share
-from tests.revad.launcher import USERS, RevadHandle, home_path, start_revad
-from tests.yclient import YClient
 
 pytest_plugins = ["tests.revad.fixture"]
 pytestmark = pytest.mark.revad

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from pycrdt import Map
 
-from tests.hubproc import HubProcess
+from devkit.hubproc import HubProcess
+from devkit.yclient import YClient
 from tests.jupyter_cs3.jupyterproc import JupyterProcess
 from tests.jupyter_cs3.kernelclient import Kernel
 from tests.jupyter_cs3.stack import put_notebook
-from tests.yclient import YClient
 
 
 @dataclass

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.hubproc import free_port
+from devkit.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -4,7 +4,7 @@ Use it from a conftest (or a test module) with::
 
     pytest_plugins = ["tests.revad.fixture"]
 
-and request the session-scoped ``revad`` fixture (a ``tests.revad.launcher.RevadHandle``).
+and request the session-scoped ``revad`` fixture (a ``devkit.revad.launcher.RevadHandle``).
 
 The binary is built (``scripts/revad-build``, cached under ``$CS3COLLAB_CACHE``) once, right after
 collection and only if a collected test needs ``revad``, so a cold build does not count against a
@@ -23,7 +23,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.revad.launcher import USERS, RevadError, RevadHandle, build_revad, home_path, start_revad
+from devkit.revad.launcher import (
+    USERS,
+    RevadError,
+    RevadHandle,
+    build_revad,
+    home_path,
+    start_revad,
+)
 
 __all__ = ["USERS", "home_path", "revad"]
 

@@ -11,15 +11,15 @@ from dataclasses import dataclass
 
 import pytest
 
+from devkit.revad.launcher import USERS, RevadHandle, home_path
 from storage_bridge.cs3 import CS3Storage
-from storage_bridge.cs3_shares import (
+from storage_bridge.cs3.shares import (
     accept_received_share,
     create_share,
     list_received_shares,
     received_share_path,
 )
 from storage_bridge.types import Resource
-from tests.revad.launcher import USERS, RevadHandle, home_path
 
 EMPTY_NB = b'{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}\n'
 

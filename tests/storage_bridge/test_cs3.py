@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from devkit.revad.launcher import USERS, RevadHandle, home_path, start_revad
 from storage_bridge.base import Storage
 from storage_bridge.cs3 import CS3Settings, CS3Storage
 from storage_bridge.errors import (
@@ -22,7 +23,6 @@ from storage_bridge.errors import (
     Unavailable,
 )
 from storage_bridge.types import ResourceId
-from tests.revad.launcher import USERS, RevadHandle, home_path, start_revad
 from tests.storage_bridge.contract import APP, NB, new_lock_id
 
 pytestmark = pytest.mark.revad

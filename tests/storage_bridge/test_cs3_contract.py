@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from devkit.revad.launcher import USERS, RevadHandle, home_path
 from storage_bridge.cs3 import CS3Storage
-from tests.revad.launcher import USERS, RevadHandle, home_path
 from tests.storage_bridge.contract import StorageContract
 
 pytestmark = pytest.mark.revad

@@ -10,8 +10,8 @@ import grpc
 import pytest
 from cs3.rpc.v1beta1 import code_pb2
 
-from storage_bridge import cs3_errors
-from storage_bridge.cs3_errors import Op, http_error, rpc_error, status_error
+from storage_bridge.cs3 import errors as cs3_errors
+from storage_bridge.cs3.errors import Op, http_error, rpc_error, status_error
 from storage_bridge.errors import (
     AlreadyExists,
     InvalidArgument,

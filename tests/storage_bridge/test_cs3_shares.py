@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import pytest
 
+from devkit.revad.launcher import USERS, RevadHandle, home_path
 from storage_bridge.cs3 import CS3Settings, CS3Storage
-from storage_bridge.cs3_shares import (
+from storage_bridge.cs3.shares import (
     find_users,
     get_user,
     list_shares,
     remove_share,
 )
 from storage_bridge.errors import Locked, NotFound, PermissionDenied
-from tests.revad.launcher import USERS, RevadHandle, home_path
 from tests.revad.sharing import Shared, Tokens
 from tests.storage_bridge.contract import APP, NB, new_lock_id
 

@@ -17,10 +17,10 @@ import fsspec
 import pandas as pd
 import pytest
 
+from devkit.revad.launcher import RevadHandle, home_path
 from storage_bridge.cs3 import CS3Storage
 from storage_bridge.cs3fs import CS3FileSystem, LockedError, here
 from storage_bridge.cs3fs.paths import absolute, parent, strip
-from tests.revad.launcher import RevadHandle, home_path
 from tests.revad.sharing import Shared, Tokens
 
 pytestmark = pytest.mark.revad

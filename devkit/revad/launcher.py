@@ -12,7 +12,7 @@ Layout under ``workdir``::
     tmp/        TMPDIR of the revad process (its pid files)
     revad.log   revad's stdout/stderr
 
-CLI: ``python -m tests.revad.launcher [--workdir DIR] [--binary PATH]`` starts revad, prints the
+CLI: ``python -m devkit.revad.launcher [--workdir DIR] [--binary PATH]`` starts revad, prints the
 addresses as JSON and runs until interrupted.
 """
 
@@ -24,7 +24,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import string
 import subprocess
 import sys
@@ -40,6 +39,10 @@ from cs3.gateway.v1beta1 import gateway_api_pb2_grpc as gw_grpc
 from cs3.rpc.v1beta1 import code_pb2
 from cs3.storage.provider.v1beta1 import provider_api_pb2 as sp_pb
 from cs3.storage.provider.v1beta1 import resources_pb2 as sp_res
+
+from devkit.polling import poll_until
+from devkit.ports import free_ports
+from devkit.signals import StopRequest
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -67,7 +70,7 @@ PORT_NAMES = (
     "STORAGE_SYSTEM_HTTP",
 )
 
-# Demo users (tests/revad/users.demo.json).
+# Demo users (devkit/revad/users.demo.json).
 USERS: dict[str, tuple[str, str]] = {  # username -> (password, opaque id)
     "einstein": ("relativity", "4c510ada-c86b-4815-8820-42cdf82c3d51"),
     "marie": ("radioactivity", "f7fbf8c8-139b-4376-b307-cf0a8c2d0d9c"),
@@ -108,17 +111,6 @@ def build_revad(*, timeout: float = 3600) -> Path:
     if not os.access(binary, os.X_OK):
         raise RevadError(f"scripts/revad-build reported {binary}, which is not executable")
     return binary
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct free TCP ports on 127.0.0.1 (held open together so they differ)."""
-    with contextlib.ExitStack() as stack:
-        ports = []
-        for _ in range(n):
-            s = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            s.bind(("127.0.0.1", 0))
-            ports.append(s.getsockname()[1])
-        return ports
 
 
 def render_configs(etc: Path, values: dict[str, str]) -> None:
@@ -266,18 +258,24 @@ def _ready(stub: gw_grpc.GatewayAPIStub) -> str | None:
 
 
 def wait_ready(handle: RevadHandle, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
     why = "not tried"
+
+    def exited() -> BaseException | None:
+        if handle.alive():
+            return None
+        code = handle.process.returncode if handle.process else None
+        return RevadError(f"revad exited with {code}:\n{handle.log_tail()}")
+
     with grpc.insecure_channel(handle.gateway) as channel:
         stub = gw_grpc.GatewayAPIStub(channel)
-        while time.monotonic() < deadline:
-            if not handle.alive():
-                code = handle.process.returncode if handle.process else None
-                raise RevadError(f"revad exited with {code}:\n{handle.log_tail()}")
+
+        def ready() -> bool:
+            nonlocal why
             why = _ready(stub) or ""
-            if not why:
-                return
-            time.sleep(0.2)
+            return not why
+
+        if poll_until(ready, timeout=timeout, interval=0.2, failed=exited):
+            return
     raise RevadError(f"revad not ready after {timeout}s ({why}):\n{handle.log_tail()}")
 
 
@@ -330,14 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--timeout", type=float, default=60)
     args = parser.parse_args(argv)
-    stop = False
-
-    def on_signal(signum: int, frame: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = StopRequest()
     with running_revad(
         args.workdir, binary=args.binary, log_level=args.log_level, timeout=args.timeout
     ) as handle:
@@ -350,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
             "pid": handle.process.pid if handle.process else None,
         }
         print(json.dumps(info, indent=2), flush=True)
-        while not stop and handle.alive():
+        while not stop.requested and handle.alive():
             time.sleep(0.5)
         if not handle.alive():
             print(f"revad exited:\n{handle.log_tail()}", file=sys.stderr)

@@ -28,7 +28,8 @@ from cs3.sharing.collaboration.v1beta1 import resources_pb2 as coll_res
 from cs3.storage.provider.v1beta1 import resources_pb2 as sp_res
 from google.protobuf import field_mask_pb2
 
-from storage_bridge.cs3 import CS3Storage, from_cs3_id, permissions_from_cs3, to_cs3_id
+from storage_bridge.cs3.conversions import from_cs3_id, permissions_from_cs3, to_cs3_id
+from storage_bridge.cs3.storage import CS3Storage
 from storage_bridge.errors import InvalidArgument, NotFound
 from storage_bridge.types import Permissions, Ref, ResourceId, User
 

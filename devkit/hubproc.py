@@ -5,21 +5,16 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from devkit.polling import http_ok, poll_until, process_exited
+from devkit.ports import free_port
 
 
 @dataclass
@@ -59,16 +54,13 @@ class HubProcess:
             *self.args,
         ]  # fmt: skip
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"hub exited early:\n{self.log_path.read_text()[-4000:]}")
-            try:
-                if httpx.get(f"{self.http_url}/readyz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
+        log_path = self.log_path
+        exited = process_exited(
+            self.proc, lambda: f"hub exited early:\n{log_path.read_text()[-4000:]}"
+        )
+        ready = lambda: http_ok(f"{self.http_url}/readyz")  # noqa: E731
+        if poll_until(ready, timeout=timeout, interval=0.05, failed=exited):
+            return self
         raise TimeoutError(f"hub did not start:\n{self.log_path.read_text()[-4000:]}")
 
     def kill9(self) -> None:

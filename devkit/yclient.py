@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -24,12 +23,13 @@ from pycrdt import (
 from websockets.asyncio.client import ClientConnection
 
 from collab_server.protocol import save_request
+from devkit.polling import wait_for_change
 
 
 class YClient:
     def __init__(self, url: str, kind: str = "notebook", max_size: int = 2**26) -> None:
         self.url = url
-        self.doc = Doc()
+        self.doc: Doc[Any] = Doc()
         self.view: YNotebook | YUnicode = (
             YNotebook(self.doc) if kind == "notebook" else YUnicode(self.doc)
         )
@@ -166,18 +166,7 @@ class YClient:
         return found[0]
 
     async def wait_for(self, cond: Callable[[], bool], timeout: float = 15) -> None:
-        deadline = time.monotonic() + timeout
-        while not cond():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError("condition not met before the deadline")
-            self._changed.clear()
-            if cond():
-                return
-            try:
-                await asyncio.wait_for(self._changed.wait(), remaining)
-            except TimeoutError:
-                pass
+        await wait_for_change(cond, self._changed, timeout)
 
     async def wait_closed(self, timeout: float = 15) -> int | None:
         await asyncio.wait_for(self.closed.wait(), timeout)
