@@ -7,7 +7,7 @@ import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
-from tests.redisproc import RedisProcess
+from devkit.redisproc import RedisProcess
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from collab_server.awareness import parse_entries
 from collab_server.scaleout.awareness_relay import AwarenessRelay
 from collab_server.scaleout.keys import RoomKeys
-from tests.redisproc import RedisProcess
+from devkit.redisproc import RedisProcess
 
 CHANNEL = RoomKeys("nb-1").awareness
 REMOTE = object()

@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.hubproc import HubProcess, notebook, write_notebook
-from tests.redisproc import RedisProcess
-from tests.yclient import YClient
+from devkit.hubproc import HubProcess, notebook, write_notebook
+from devkit.redisproc import RedisProcess
+from devkit.yclient import YClient
 
 pytestmark = pytest.mark.timeout(180)
 

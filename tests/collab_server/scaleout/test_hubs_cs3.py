@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from devkit.hubproc import HubProcess
+from devkit.redisproc import RedisProcess
+from devkit.revad.launcher import RevadHandle
+from devkit.yclient import YClient
 from storage_bridge.cs3 import CS3Storage
-from tests.hubproc import HubProcess
-from tests.redisproc import RedisProcess
-from tests.revad.launcher import RevadHandle
 from tests.revad.sharing import Shared, Tokens
-from tests.yclient import YClient
 
 pytestmark = [pytest.mark.revad, pytest.mark.timeout(180)]
 

@@ -15,7 +15,7 @@ from collab_server.scaleout.entries import Entry, EntryKind
 from collab_server.scaleout.keys import RoomKeys
 from collab_server.scaleout.reader import StreamReader
 from collab_server.scaleout.replica import RoomReplica
-from tests.redisproc import RedisProcess
+from devkit.redisproc import RedisProcess
 
 KEYS = RoomKeys("nb-1")
 

@@ -11,7 +11,7 @@ from collab_server.scaleout.entries import Entry, EntryKind
 from collab_server.scaleout.keys import RoomKeys
 from collab_server.scaleout.publisher import PersistedState, RoomStream
 from collab_server.scaleout.reader import StreamReader
-from tests.redisproc import RedisProcess
+from devkit.redisproc import RedisProcess
 
 
 async def until(check: Callable[[], bool], timeout: float) -> None:

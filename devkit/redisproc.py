@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.hubproc import free_port
+from devkit.ports import free_port
 
 
 @dataclass
