@@ -428,6 +428,10 @@ class Room:
             conn.send(create_awareness_message(self.awareness.encode_awareness_update(ids)))
         if self.lock.state is LockState.FOREIGN:
             conn.send(raw_message(self._lock_message(LockState.FOREIGN, self.lock.holder)))
+        elif self.read_only_reason == "locked" and not self.writes_storage:
+            # mirrored from the writer instance (§9): its holder is in the state map
+            holder = str(self.view.ystate.get("locked_by") or "")
+            conn.send(raw_message(self._lock_message(LockState.FOREIGN, holder)))
         elif self.read_only_reason is not None:
             conn.send(raw_message({"type": "read_only", "reason": self.read_only_reason}))
 
@@ -883,6 +887,26 @@ class Room:
             log.error("bad update from another instance", extra=kv(room=self.key, error=repr(exc)))
         finally:
             self._origin = previous
+        if not self.writes_storage:
+            self._mirror_writer_lock()
+
+    def _mirror_writer_lock(self) -> None:
+        """Only the writer instance sees storage's lock; it records a foreign holder in the
+        doc's state map (``locked_by``), which reaches every instance: the others' clients are
+        refused and told, as the writer's are, and get the room back when the lock goes."""
+        holder = str(self.view.ystate.get("locked_by") or "")
+        if holder and self.read_only_reason is None:
+            self.read_only_reason = "locked"
+            message = self._lock_message(LockState.FOREIGN, holder)
+            self._outbox.put_nowait(_Outgoing(data=raw_message(message)))
+        elif not holder and self.read_only_reason == "locked":
+            self.read_only_reason = None
+            message = self._lock_message(LockState.HELD, "")
+            self._outbox.put_nowait(_Outgoing(data=raw_message(message)))
+            ask = create_sync_message(self.doc)  # what editors typed meanwhile comes in now
+            for client in self.clients:
+                if client.can_write:
+                    client.send(ask)
 
     def full_state(self) -> bytes:
         return self.doc.get_update()
@@ -916,6 +940,8 @@ class Room:
     def become_writer(self, meta: WriterMeta) -> None:
         """This instance now holds the writer lease: adopt what the last writer left."""
         self.writes_storage = True
+        if self.read_only_reason == "locked":
+            self.read_only_reason = None  # mirrored from the old writer: our lock keeper decides
         if meta.lock_id:
             self.lock.adopt(meta.lock_id)
         if meta.base_etag and meta.base_hash:

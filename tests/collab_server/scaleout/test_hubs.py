@@ -15,6 +15,7 @@ import pytest
 from devkit.hubproc import HubProcess, notebook, write_notebook
 from devkit.redisproc import RedisProcess
 from devkit.yclient import YClient
+from storage_bridge.local import LocalStorage
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -163,3 +164,32 @@ async def test_editing_goes_on_through_a_redis_restart_and_instances_converge(
     assert ca.sources() == cb.sources()
     for c in (ca, ca2, cb):
         await c.close()
+
+
+async def test_a_foreign_lock_seen_by_the_writer_makes_every_instance_read_only(
+    tmp_path: Path, hubs: Callable[..., HubProcess], redis_server: RedisProcess
+) -> None:
+    root, data = tmp_path / "root", tmp_path / "data"
+    write_notebook(root / "nb.ipynb", notebook("a"))
+    a, b = cluster(hubs, root, data, redis_server)
+    local = LocalStorage(root, data)  # another application, on the same folder and index
+    try:
+        await local.set_lock("", "nb.ipynb", lock_id="wopi-1", app_name="wopi", expires_in=60)
+        info = a.open("nb.ipynb")
+        ca = await YClient(a.room_url(info)).connect()  # a loads the room first: a writes
+        cb = await YClient(b.room_url(info)).connect()
+        for c in (ca, cb):
+            locked = await c.wait_raw(lambda m: m.get("type") == "lock" and m["state"] == "foreign")
+            assert "wopi" in locked["holder"]
+        cb.append_source(0, "!")
+        refused = await cb.wait_raw(lambda m: m.get("type") == "refused")
+        assert refused["reason"] == "locked"
+        assert ca.sources() == ["a"]  # not taken in while the other application holds the lock
+        await local.unlock("", "nb.ipynb", lock_id="wopi-1", app_name="wopi")
+        await cb.wait_raw(lambda m: m.get("type") == "lock" and m.get("state") == "held")
+        # what b's editor typed while locked comes in when the lock goes, on both instances
+        await ca.wait_for(lambda: ca.sources() == ["a!"], 20)
+        await ca.close()
+        await cb.close()
+    finally:
+        await local.aclose()
