@@ -52,6 +52,9 @@ class AwarenessRelay:
         self._outgoing: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=10_000)
         self.dropped_instances = 0
         self.dropped_messages = 0
+        # A flag, not only cancellation: redis-py may swallow a CancelledError that lands in a
+        # blocked pub/sub read (it drops the connection and returns), and the loop went on.
+        self._stopping = False
 
     @property
     def instance(self) -> str:
@@ -94,7 +97,7 @@ class AwarenessRelay:
         beat = asyncio.create_task(self._heartbeat(), name="awareness-heartbeat")
         sender = asyncio.create_task(self._send_loop(), name="awareness-sender")
         try:
-            while True:
+            while not self._stopping:
                 try:
                     await self._listen()
                 except (RedisError, OSError) as exc:
@@ -109,7 +112,7 @@ class AwarenessRelay:
         self._pubsub = self._redis.pubsub()
         if self._rooms:
             await self._pubsub.subscribe(*self._rooms)
-        while True:
+        while not self._stopping:
             if not self._rooms:
                 await self._sleep(0.05)
                 continue
@@ -131,8 +134,12 @@ class AwarenessRelay:
         ids = room.apply_remote_awareness(payload)
         self._from[channel].setdefault(instance, set()).update(ids)
 
+    def stop(self) -> None:
+        """End ``run`` (within a second): no more heartbeats, the others drop our cursors."""
+        self._stopping = True
+
     async def _heartbeat(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await self.presence.beat()
                 await self._drop_dead()

@@ -226,6 +226,8 @@ class Cluster:
         return WriterMeta(meta.get("lock_id"), meta.get("base_etag"), meta.get("base_hash"))
 
     async def aclose(self) -> None:
+        self.relay.stop()
+        self.reader.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -51,6 +51,7 @@ class StreamReader:
         self._wake = asyncio.Event()
         self.up = True
         self.bad_entries = 0
+        self._stopping = False  # as well as cancellation: redis-py may swallow it mid-read
 
     def follow(self, stream: str, after_id: bytes, handler: Handler) -> None:
         """Deliver entries of ``stream`` newer than ``after_id`` (b"0" for all) to ``handler``."""
@@ -60,6 +61,11 @@ class StreamReader:
     def unfollow(self, stream: str) -> None:
         self._followed.pop(stream, None)
 
+    def stop(self) -> None:
+        """End ``run`` after the read in flight (at most one BLOCK)."""
+        self._stopping = True
+        self._wake.set()
+
     def position(self, stream: str) -> bytes | None:
         followed = self._followed.get(stream)
         return None if followed is None else followed.last_id
@@ -67,7 +73,7 @@ class StreamReader:
     async def run(self) -> None:
         """Read until cancelled; Redis errors are survived (with backoff), never raised."""
         delay = 0.05
-        while True:
+        while not self._stopping:
             if not self._followed:
                 self._wake.clear()
                 await self._wake.wait()

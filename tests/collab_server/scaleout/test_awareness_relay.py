@@ -60,9 +60,12 @@ async def test_a_cursor_crosses_instances_and_goes_when_its_instance_dies(
             await relays[0].publish(CHANNEL, update)
             await asyncio.sleep(0.2)
     # hub-0 dies: no goodbye, its heartbeat key expires, hub-1 drops its clients' states.
+    relays[0].stop()
     tasks[0].cancel()
     await until(lambda: a_id not in rooms[1].awareness.states, 5)
     assert relays[1].dropped_instances == 1
+    relays[1].stop()
     tasks[1].cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
     for c in clients:
         await c.aclose()
