@@ -18,6 +18,10 @@ Scenarios:
   P4 memory    RSS growth per opened notebook / .ipynb size (measured during P3).
   P5 writes    one typist for a while: storage writes and bytes per minute, disk bytes written by
                the server process, update-log/store size after typing and after compaction.
+  P6 scale-out two instances over one redis-server (cs3collab --fanout redis; Hocuspocus with
+               extension-redis): editors split over the instances, cross-instance latency
+               against the single-instance latency of the same server; then typists on one
+               instance, receivers on the other, at stepped rates: the highest rate sustained.
 
 Writes bench/results/<timestamp>.json and .png; prints a table with cs3collab/peer ratios.
 """
@@ -43,7 +47,15 @@ from typing import Any
 from bench.fswatch import WriteCounter
 from bench.loadgen import Generator
 from bench.notebooks import make_notebook
-from bench.servers import SERVERS, Server, cpu_seconds, disk_write_bytes, rss_bytes
+from bench.servers import (
+    CLUSTERS,
+    SERVERS,
+    Cluster,
+    Server,
+    cpu_seconds,
+    disk_write_bytes,
+    rss_bytes,
+)
 from bench.setup import BENCH_DIR, bench_python_bin, ensure_bench_venv, ensure_node
 from devkit.hubproc import notebook, write_notebook
 
@@ -57,6 +69,9 @@ PROFILES: dict[str, dict[str, Any]] = {
         "p2_steps": [[20, 5], [60, 5], [120, 5]], "p2_notebook_bytes": 20_000,
         "p3_sizes_mb": [1, 10, 50], "p3_repeat": 2,
         "p5_duration": 40.0, "p5_notebook_mb": 1, "p5_rate": 5.0,
+        "p6_editors": 10, "p6_rate": 5.0, "p6_duration": 20.0, "p6_window": 5.0,
+        "p6_steps": [250, 500, 1000, 2000], "p6_step_duration": 10.0, "p6_typists": 2,
+        "p6_receivers": 2, "p6_p99_bound_ms": 100.0,
         "settle": 1.0,
     },
     "quick": {
@@ -65,6 +80,9 @@ PROFILES: dict[str, dict[str, Any]] = {
         "p2_steps": [[10, 3], [20, 3]], "p2_notebook_bytes": 20_000,
         "p3_sizes_mb": [1, 5], "p3_repeat": 2,
         "p5_duration": 12.0, "p5_notebook_mb": 1, "p5_rate": 5.0,
+        "p6_editors": 6, "p6_rate": 5.0, "p6_duration": 6.0, "p6_window": 2.0,
+        "p6_steps": [250, 1000], "p6_step_duration": 4.0, "p6_typists": 2,
+        "p6_receivers": 2, "p6_p99_bound_ms": 100.0,
         "settle": 0.3,
     },
     "smoke": {
@@ -73,6 +91,9 @@ PROFILES: dict[str, dict[str, Any]] = {
         "p2_steps": [[3, 2]], "p2_notebook_bytes": 5_000,
         "p3_sizes_mb": [1], "p3_repeat": 1,
         "p5_duration": 4.0, "p5_notebook_mb": 0.2, "p5_rate": 5.0,
+        "p6_editors": 4, "p6_rate": 5.0, "p6_duration": 3.0, "p6_window": 1.0,
+        "p6_steps": [250], "p6_step_duration": 3.0, "p6_typists": 2,
+        "p6_receivers": 2, "p6_p99_bound_ms": 100.0,
         "settle": 0.3,
     },
 }  # fmt: skip
@@ -502,10 +523,149 @@ def p5_writes(name: str, ctx: Ctx) -> dict[str, Any]:
     }
 
 
+# -- P6 scale-out over Redis ------------------------------------------------------------------
+
+
+def _p6_type(
+    srv: Server | Cluster,
+    pids: list[int],
+    targets: list[dict[str, Any]],
+    *,
+    clients: int,
+    rate: float,
+    duration: float,
+    window: float,
+    apply: bool,
+    typing_targets: list[int] | None = None,
+) -> dict[str, Any]:
+    """One loadgen "type" run; client k on ``targets[k % len(targets)]``; + servers' CPU."""
+    cfg: dict[str, Any] = {
+        "mode": "type", "protocol": srv.protocol, "targets": targets, "clients": clients,
+        "rate": rate, "duration": duration, "window": window, "drainMs": 5000, "apply": apply,
+    }  # fmt: skip
+    if typing_targets is not None:
+        cfg["typingTargets"] = typing_targets
+    gen = Generator(cfg, srv.workdir)
+    try:
+        gen.expect("connected", timeout=120)
+        gen.go()
+        gen.expect("typing", timeout=60)
+        cpu0 = sum(cpu_seconds(p) for p in pids)
+        t0 = time.monotonic()
+        typed = gen.expect("typed", timeout=duration + 120)
+        elapsed = time.monotonic() - t0
+        cpu = sum(cpu_seconds(p) for p in pids) - cpu0
+        res = gen.expect("result", timeout=120)
+    finally:
+        gen.close()
+    res["server_cpu_percent"] = 100 * cpu / elapsed
+    res["closed"] = typed.get("closed", {})
+    return res
+
+
+def _lat(stats: dict[str, Any]) -> dict[str, Any]:
+    return {k: stats.get(k) for k in ("n", "p50", "p99", "max")}
+
+
+def p6_scaleout(name: str, ctx: Ctx) -> dict[str, Any]:
+    """Two instances of ``name`` over a redis-server of their own, against one instance."""
+    prof = ctx.prof
+    n, rate, duration = prof["p6_editors"], prof["p6_rate"], prof["p6_duration"]
+    typists, receivers = prof["p6_typists"], prof["p6_receivers"]
+    bound = prof["p6_p99_bound_ms"]
+    cells = max(n, typists + receivers)
+    nb = notebook(*[f"# editor {i}\n" for i in range(cells)])
+    common = {"rate": rate, "duration": duration, "window": prof["p6_window"],
+              "apply": bool(ctx.args.apply)}  # fmt: skip
+
+    # 1a. the same editors on one instance (the server's normal single-process setup)
+    single_srv = _server(name, ctx, "p6single")
+    write_notebook(single_srv.root / "p6.ipynb", nb)
+    with single_srv:
+        log(f"P6 {name}: {n} editors on one instance")
+        single = _p6_type(
+            single_srv, [single_srv.pid], [single_srv.target("p6.ipynb")], clients=n, **common
+        )
+
+    workdir = ctx.tmp / f"p6cluster-{name}"
+    workdir.mkdir(parents=True, exist_ok=True)
+    cluster = CLUSTERS[name](workdir)
+    steps: list[dict[str, Any]] = []
+    with cluster:
+        pids = [*cluster.pids, cluster.redis_pid]
+        # 1b. editors alternating over the two instances
+        write_notebook(cluster.root / "p6.ipynb", nb)
+        log(f"P6 {name}: {n} editors over two instances")
+        targets = [cluster.target("p6.ipynb", i) for i in range(2)]
+        cross = _p6_type(cluster, pids, targets, clients=n, **common)
+        # 2. typists on instance 0, receivers on instance 1, stepped rates, a fresh room each
+        for offered in prof["p6_steps"]:
+            path = f"p6-rate-{offered}.ipynb"
+            write_notebook(cluster.root / path, nb)
+            log(f"P6 {name}: {offered} updates/s from {typists} typists on instance 0")
+            targets = [cluster.target(path, i) for i in range(2)]
+            res = _p6_type(
+                cluster, pids, targets, clients=2 * max(typists, receivers),
+                rate=offered / typists, duration=prof["p6_step_duration"],
+                window=prof["p6_window"], apply=bool(ctx.args.apply), typing_targets=[0],
+            )  # fmt: skip
+            on_b = res["byTarget"][1]
+            sent_rate = res["sent"] / res["typedSeconds"]
+            recv_rate = on_b["receivedWhileTyping"] / on_b["clients"] / res["typedSeconds"]
+            lat = res["latencyMsByKind"]["cross"]
+            p99 = lat["p99"]
+            expected = res["sent"] * on_b["clients"]
+            step = {
+                "offered_per_s": offered,
+                "sent_per_s": sent_rate,
+                "received_per_s": recv_rate,
+                "cross_latency_ms": _lat(lat),
+                "lost_cross_deliveries": expected - lat["n"],
+                "server_cpu_percent": res["server_cpu_percent"],
+                "generator_cpu_percent": res["generatorCpuPercent"],
+                "closed": res["closed"],
+            }
+            step["sustained"] = bool(
+                recv_rate >= 0.95 * sent_rate
+                and sent_rate >= 0.95 * offered
+                and p99 is not None
+                and p99 <= bound
+                and step["lost_cross_deliveries"] == 0
+            )
+            log(
+                f"P6 {name} {offered}/s: sent {sent_rate:.0f}/s, received {recv_rate:.0f}/s, "
+                f"cross p99 {p99} ms, sustained {step['sustained']}"
+            )
+            steps.append(step)  # every step runs: a noisy miss does not hide the next ones
+    s99 = single["latencyMs"]["p99"]
+    c = cross["latencyMsByKind"]["cross"]
+    passed = [st["offered_per_s"] for st in steps if st["sustained"]]
+    return {
+        "editors": n,
+        "rate": rate,
+        "seconds": duration,
+        "single": _lat(single["latencyMs"]),
+        "cross": _lat(c),
+        "same_in_two_instances": _lat(cross["latencyMsByKind"]["same"]),
+        "cross_over_single_p99": c["p99"] / s99 if c["p99"] is not None and s99 else None,
+        "cross_minus_single_p99_ms": c["p99"] - s99
+        if c["p99"] is not None and s99 is not None
+        else None,
+        "lost_cross_deliveries": cross["sent"] * (n - 1) - cross["latencyMs"]["n"],
+        "single_server_cpu_percent": single["server_cpu_percent"],
+        "two_instances_cpu_percent": cross["server_cpu_percent"],
+        "steps": steps,
+        "p99_bound_ms": bound,
+        "max_sustained_per_s": max(passed) if passed else 0,
+        "load_avg": os.getloadavg(),
+    }
+
+
 SCENARIOS: dict[str, Callable[[str, Ctx], dict[str, Any]]] = {
     "p2": p2_scale,
     "p3": p3_open,
     "p5": p5_writes,
+    "p6": p6_scaleout,
 }
 
 
@@ -530,10 +690,26 @@ METRICS: list[tuple[str, str, tuple[str, ...], bool]] = [
     ("P5 disk MB/min (process)", "p5", ("disk_bytes_per_min",), True),
     ("P5 log KB after typing", "p5", ("log_bytes_after_typing",), True),
     ("P5 log KB after compaction", "p5", ("log_bytes_after_compaction",), True),
+    ("P6 one instance p50 ms", "p6", ("single", "p50"), True),
+    ("P6 one instance p99 ms", "p6", ("single", "p99"), True),
+    ("P6 two instances, cross p50 ms", "p6", ("cross", "p50"), True),
+    ("P6 two instances, cross p99 ms", "p6", ("cross", "p99"), True),
+    ("P6 two instances, same-instance p99 ms", "p6", ("same_in_two_instances", "p99"), True),
+    ("P6 cross p99 / one-instance p99", "p6", ("cross_over_single_p99",), True),
+    ("P6 cross p99 - one-instance p99 ms", "p6", ("cross_minus_single_p99_ms",), True),
+    ("P6 cross deliveries lost", "p6", ("lost_cross_deliveries",), True),
+    ("P6 server CPU % one instance", "p6", ("single_server_cpu_percent",), True),
+    ("P6 server CPU % two instances + redis", "p6", ("two_instances_cpu_percent",), True),
+    ("P6 max sustained updates/s, one room", "p6", ("max_sustained_per_s",), False),
 ]
 
 
 def _dig(d: Any, path: tuple[str, ...]) -> Any:
+    if len(path) >= 5 and path[2:3] == ("step",):  # P6 rate steps: (server, p6, step, rate, key)
+        for st in _dig(d, (*path[:2], "steps")) or []:
+            if str(st["offered_per_s"]) == path[3]:
+                return st["cross_latency_ms"]["p99"] if path[4] == "p99" else st.get(path[4])
+        return None
     for key in path:
         if not isinstance(d, dict) or key not in d:
             return None
@@ -565,6 +741,13 @@ def metric_rows(results: dict[str, Any], servers: list[str]) -> list[dict[str, A
     for size in sizes:
         at = ("by_size", size, "rss_ratio_at_0_5s", "median")
         metrics.append((f"P4 RSS/ipynb {size} 0.5 s after open", "p3", at, True))
+    rates = sorted(
+        {st["offered_per_s"] for s in servers for st in (_dig(results, (s, "p6", "steps")) or [])}
+    )
+    for rate in rates:
+        for label, key, lower in (("received/s", "received_per_s", False),
+                                  ("cross p99 ms", "p99", True)):  # fmt: skip
+            metrics.append((f"P6 {rate}/s offered: {label}", "p6", ("step", str(rate), key), lower))
     for label, scen, path, lower in metrics:
         values = {}
         spreads = {}
@@ -704,7 +887,9 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--smoke", action="store_true", help="seconds per scenario, cs3collab only")
     ap.add_argument("--servers", help="comma list of cs3collab,jupyter,hocuspocus")
     ap.add_argument(
-        "--scenarios", default="p1,p2,p3,p5", help="comma list of p1,p2,p3,p5 (p4 is in p3)"
+        "--scenarios",
+        default="p1,p2,p3,p5",
+        help="comma list of p1,p2,p3,p5,p6 (p4 is in p3; p6 needs redis-server)",
     )
     ap.add_argument("--editors", type=int, help="P1 editors")
     ap.add_argument("--duration", type=float, help="P1 seconds of typing")
@@ -775,10 +960,13 @@ def main(argv: list[str] | None = None) -> int:
                     rounds[s].append(_guard(p1_fanout, s, ctx, rnd))
             for s in servers:
                 results[s]["p1"] = p1_merge(rounds[s], ctx)
-        for scen in ("p3", "p2"):
+        for scen in ("p3", "p2", "p6"):
             if scen not in scenarios:
                 continue
             for s in servers:
+                if scen == "p6" and s not in CLUSTERS:
+                    log(f"P6 {s}: no two-instance setup, skipped")
+                    continue
                 log(f"{scen.upper()} {s}")
                 t0 = time.monotonic()
                 results[s][scen] = _guard(SCENARIOS[scen], s, ctx)
@@ -798,6 +986,16 @@ def main(argv: list[str] | None = None) -> int:
         " [a-b] = spread: min-max over P3 repeats, P2 steps, P1 rounds (or P1 p99 per "
         f"{prof['p1_window']:.0f} s window when there is one round)"
     )
+    for s in servers:
+        p6 = results[s].get("p6")
+        if p6 and "error" not in p6 and p6["cross_over_single_p99"] is not None:
+            ok1 = p6["cross_over_single_p99"] <= 2 and p6["cross_minus_single_p99_ms"] <= 5
+            ok2 = p6["max_sustained_per_s"] >= 1000
+            print(
+                f"P6 goals, {s}: cross p99 {p6['cross']['p99']:.1f} ms vs one instance "
+                f"{p6['single']['p99']:.1f} ms (<= 2x and <= +5 ms: {'met' if ok1 else 'MISSED'}); "
+                f"sustained {p6['max_sustained_per_s']}/s (>= 1,000: {'met' if ok2 else 'MISSED'})"
+            )
     errors = {s: {k: v["error"] for k, v in r.items() if isinstance(v, dict) and "error" in v}
               for s, r in results.items()}  # fmt: skip
     for s, errs in errors.items():

@@ -9,6 +9,12 @@
 
 Each gives the load generator a *target* per document and reports process id, RSS, CPU time,
 disk bytes written and its update-log/store size.
+
+P6 runs two instances of a server kind over a redis-server of their own (``CLUSTERS``):
+``Cs3collabCluster`` (``--fanout redis``, one root and data dir as in docker-compose.yml) and
+``HocuspocusCluster`` (``@hocuspocus/extension-redis``, a SQLite store each, every instance
+seeding identical structs from the same .ipynb). ``target(path, i)`` is the document on
+instance ``i``.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from bench.setup import NODE_DIR, bench_python_bin
 from devkit.hubproc import HubProcess
 from devkit.polling import http_ok, poll_until, process_exited
 from devkit.ports import free_port
+from devkit.redisproc import RedisProcess
 
 TOKEN = "bench-token"
 
@@ -157,13 +164,22 @@ class Server:
 class Cs3collab(Server):
     name = "cs3collab"
 
-    def __init__(self, workdir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        env: dict[str, str] | None = None,
+        args: list[str] | None = None,
+        root: Path | None = None,
+    ) -> None:
         super().__init__(workdir)
+        if root is not None:
+            self.root = root
         self.hub = HubProcess(
             root=self.root,
-            data_dir=workdir / "data",
+            data_dir=(workdir if root is None else root.parent) / "data",
             token=TOKEN,
             port=self.port,
+            args=args or [],
             env={
                 "CS3COLLAB_SNAPSHOT_DEBOUNCE": "1",
                 "CS3COLLAB_SNAPSHOT_MAX_DEBOUNCE": "10",
@@ -307,15 +323,20 @@ class Hocuspocus(_Subprocess):
     name = "hocuspocus"
     protocol = "hocuspocus"
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(
+        self, workdir: Path, args: list[str] | None = None, root: Path | None = None
+    ) -> None:
         super().__init__(workdir)
+        if root is not None:
+            self.root = root
+        self.args = args or []
         self.db = workdir / "hocuspocus.sqlite"
         self.log_path = workdir / "hocuspocus.log"
 
     def start(self) -> Hocuspocus:
         cmd = [
             "node", str(NODE_DIR / "hocuspocus-server.mjs"), "--port", str(self.port),
-            "--root", str(self.root), "--db", str(self.db), "--token", TOKEN,
+            "--root", str(self.root), "--db", str(self.db), "--token", TOKEN, *self.args,
         ]  # fmt: skip
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(cmd, cwd=NODE_DIR, stdout=log, stderr=subprocess.STDOUT)
@@ -352,4 +373,81 @@ SERVERS: dict[str, type[Server]] = {
     "cs3collab": Cs3collab,
     "jupyter": Jupyter,
     "hocuspocus": Hocuspocus,
+}
+
+
+# -- two instances over Redis (P6) ------------------------------------------------------------
+
+
+class Cluster:
+    """``n`` instances of one server kind sharing documents through a fresh redis-server."""
+
+    name = ""
+    protocol = "ywebsocket"
+
+    def __init__(self, workdir: Path, n: int = 2) -> None:
+        self.workdir = workdir
+        self.root = workdir / "root"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.redis = RedisProcess(data_dir=workdir / "redis", appendfsync="everysec")
+        self.n = n
+        self.instances: list[Server] = []
+
+    def _make(self, i: int) -> Server:
+        raise NotImplementedError
+
+    @property
+    def pids(self) -> list[int]:
+        return [s.pid for s in self.instances]
+
+    @property
+    def redis_pid(self) -> int:
+        assert self.redis.proc is not None
+        return self.redis.proc.pid
+
+    def start(self) -> Cluster:
+        self.redis.start()
+        try:
+            for i in range(self.n):
+                self.instances.append(self._make(i).start())
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for s in reversed(self.instances):
+            s.stop()
+        self.redis.stop()
+
+    def target(self, path: str, i: int) -> dict[str, Any]:
+        return self.instances[i].target(path)
+
+    def __enter__(self) -> Cluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class Cs3collabCluster(Cluster):
+    name = "cs3collab"
+
+    def _make(self, i: int) -> Server:
+        args = ["--fanout", "redis", "--redis-url", self.redis.url, "--instance-name", f"hub{i}"]
+        return Cs3collab(self.workdir / f"hub{i}", args=args, root=self.root)
+
+
+class HocuspocusCluster(Cluster):
+    name = "hocuspocus"
+    protocol = "hocuspocus"
+
+    def _make(self, i: int) -> Server:
+        args = ["--redis", self.redis.url, "--name", f"hocuspocus{i}"]
+        return Hocuspocus(self.workdir / f"hp{i}", args=args, root=self.root)
+
+
+CLUSTERS: dict[str, type[Cluster]] = {
+    "cs3collab": Cs3collabCluster,
+    "hocuspocus": HocuspocusCluster,
 }

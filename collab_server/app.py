@@ -24,6 +24,7 @@ from collab_server.metrics import HubMetrics
 from collab_server.ocm_auth import OCMShareAuthenticator, watch_share
 from collab_server.presence import PRESENCE_PATH, Presence, endpoint  # issue 13
 from collab_server.room_ops import router as room_ops_router
+from collab_server.scaleout.cluster import Cluster, new_instance_id
 from collab_server.settings import Settings
 from collab_server.update_log import SQLiteUpdateLog
 from collab_server.wsprotocol import EXTENSION as FRAME_WRITER
@@ -98,7 +99,7 @@ def build_storage(settings: Settings) -> Storage:
         from storage_bridge.local import LocalStorage
 
         settings.root.mkdir(parents=True, exist_ok=True)
-        return LocalStorage(settings.root, settings.state_dir)
+        return LocalStorage(settings.root, settings.data_dir)  # shared by instances (§10)
     from storage_bridge.cs3 import CS3Settings, CS3Storage
 
     return CS3Storage(
@@ -153,7 +154,19 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> FastAPI
     logs.configure(settings.log_level)
     metrics = HubMetrics()
     store = storage or build_storage(settings)
+    cluster = (
+        Cluster(
+            settings.redis_url or "",
+            lease_ttl=settings.writer_lease_ttl,
+            failures=metrics.task_failures,
+            redis_up=metrics.redis_up,
+            instance=new_instance_id(settings.instance_name),
+        )
+        if settings.fanout == "redis"
+        else None
+    )
     hub = Hub(
+        cluster=cluster,
         settings=settings,
         storage=store,
         update_log=SQLiteUpdateLog(
@@ -168,10 +181,14 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> FastAPI
         # Compile the notebook schema now: the first snapshot would stall every room for it.
         warm_up_export()
         lag = asyncio.get_running_loop().create_task(watch_loop_lag(metrics.loop_lag_seconds))
+        if cluster is not None:
+            cluster.start()
         hub.ready = True
         yield
         lag.cancel()
         await hub.aclose()
+        if cluster is not None:
+            await cluster.aclose()
 
     app = FastAPI(title="cs3collab hub", lifespan=lifespan)
     app.state.hub = hub
@@ -188,6 +205,9 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> FastAPI
     async def readyz() -> Response:
         if not hub.ready:
             return JSONResponse({"status": "starting"}, status_code=503)
+        if cluster is not None and not cluster.up:
+            # Still serving: each instance's clients co-edit; the others catch up later.
+            return JSONResponse({"status": "degraded", "redis": "down", "rooms": len(hub.rooms)})
         return JSONResponse({"status": "ready", "rooms": len(hub.rooms)})
 
     @app.get("/metrics")

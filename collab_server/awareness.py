@@ -145,6 +145,18 @@ class RoomAwareness:
         after = clocks(self.awareness, touched)
         return [i for i in touched if after[i] is not None and after[i] != before[i]]
 
+    def apply_remote(self, payload: bytes, origin: object) -> tuple[list[int], list[int]]:
+        """Another hub instance's update (it checked its own sockets' rules): the client ids it
+        names, and those whose state changed. ``ProtocolError`` if it does not parse."""
+        ids = [entry.client for entry in parse_entries(payload)]
+        before = clocks(self.awareness, set(ids))
+        try:
+            self.awareness.apply_awareness_update(payload, origin)
+        except (ValueError, RecursionError) as exc:
+            raise ProtocolError(f"malformed awareness state: {exc}") from exc
+        after = clocks(self.awareness, set(ids))
+        return ids, [i for i in ids if after[i] is not None and after[i] != before[i]]
+
     def remove(self, conn: Owner) -> list[int]:
         """``conn`` left: its states go; the ids removed (to broadcast)."""
         for client_id in conn.awareness_ids:

@@ -46,6 +46,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--gateway", help="Reva gateway host:port (cs3 backend)")
     serve.add_argument("--log-level", help="DEBUG, INFO, WARNING ...")
     serve.add_argument("--lab-url", help="JupyterLab's URL, named on the hub's own / page")
+    serve.add_argument(
+        "--fanout", choices=["local", "redis"], help="one instance, or many over Redis"
+    )
+    serve.add_argument("--redis-url", help="redis://host:port/db (with --fanout redis)")
+    serve.add_argument("--instance-name", help="this instance's name (its state folder)")
     return parser
 
 

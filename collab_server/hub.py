@@ -13,6 +13,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from collab_server.auth import Access, Authenticator, Principal, access_for
 from collab_server.clock import Clock, LoopClock
 from collab_server.connection import Connection
@@ -23,9 +25,16 @@ from collab_server.logs import get_logger, kv
 from collab_server.metrics import HubMetrics
 from collab_server.protocol import CloseCode, close_reason
 from collab_server.room import Room
-from collab_server.room_hooks import CommandRequest, LargeSend, RoomFailed
+from collab_server.room_hooks import (
+    CommandRequest,
+    LargeSend,
+    RoomClosedEvent,
+    RoomFailed,
+    SnapshotWritten,
+)
 from collab_server.room_key import RoomKey
 from collab_server.rooms import RoomRegistry
+from collab_server.scaleout.cluster import Cluster
 from collab_server.settings import Settings
 from collab_server.update_log import RoomStore
 from collab_server.work_copies import WorkCopies
@@ -59,8 +68,10 @@ class Hub:
         authenticator: Authenticator,
         metrics: HubMetrics,
         clock: Clock | None = None,
+        cluster: Cluster | None = None,
     ) -> None:
         self.settings = settings
+        self.cluster = cluster  # scale-out over Redis (ARCHITECTURE §10); None: one instance
         self.storage = storage
         self.update_log = update_log
         self.auth = authenticator
@@ -74,7 +85,9 @@ class Hub:
         self.rooms = RoomRegistry(
             grace=settings.unload_grace, metrics=metrics, on_unloaded=self.heap.soon
         )
-        parts = RoomParts(update_log, storage, settings, metrics, self, clock or LoopClock())
+        parts = RoomParts(
+            update_log, storage, settings, metrics, self, clock or LoopClock(), cluster
+        )
         self._loader = RoomLoader(parts, self.heap)
         self._copies = WorkCopies(
             storage=storage, meta=update_log, rooms=self.rooms, acquire=self._acquire_editing
@@ -110,7 +123,24 @@ class Hub:
         resource = await self._document(principal, path, Access.VIEW)
         key = RoomKey(fmt, typ, resource.id.to_file_id())
         lineage, created = await self.update_log.ensure_lineage(str(key))
+        shared = None
+        if self.cluster is not None:
+            try:
+                shared = await self.cluster.claim_lineage(str(key), lineage)
+            except (RedisError, OSError) as exc:  # degraded: this instance's own lineage
+                log.warning(
+                    "redis unavailable for a session", extra=kv(room=str(key), error=repr(exc))
+                )
+        if shared is not None and shared != lineage:
+            # Another instance made the room: its sessionId holds on every instance.
+            await self.update_log.adopt_lineage(str(key), shared)
+            lineage, created = shared, False
         return Session(fmt, typ, key.file_id, lineage, created)
+
+    async def _known_lineage(self, key: RoomKey, lineage: str) -> bool:
+        if await self.update_log.has_lineage(lineage):
+            return True
+        return self.cluster is not None and await self.cluster.lineage_of(str(key)) == lineage
 
     async def _acquire(
         self, key: RoomKey, resource_id: ResourceId, principal: Principal, can_write: bool
@@ -218,6 +248,17 @@ class Hub:
     async def failed(self, event: RoomFailed) -> None:
         """A room whose update log failed: forget it without a snapshot (clients resend)."""
         self.rooms.drop(event.room)
+        if self.cluster is not None:
+            await self.cluster.detach(event.room.key)
+
+    async def closed(self, event: RoomClosedEvent) -> None:
+        if self.cluster is not None:
+            await self.cluster.detach(event.room.key)
+
+    def snapshot_written(self, event: SnapshotWritten) -> None:
+        """The writer instance stored a snapshot: joiners and a successor start from it."""
+        if self.cluster is not None:
+            self.cluster.snapshot_written(event.room.key, event.etag, event.digest, event.lock_id)
 
     # -- websockets ---------------------------------------------------------------------------
 
@@ -260,7 +301,7 @@ class Hub:
         try:
             resource = await self.storage.stat(principal.token, key.resource_id)
         except (NotFound, InvalidArgument) as exc:
-            if session_id and not await self.update_log.has_lineage(session_id):
+            if session_id and not await self._known_lineage(key, session_id):
                 # The hub lost this session's state (e.g. its data dir): a reload re-resolves
                 # the path; a plain 4404 would make JupyterLab retry the dead URL forever.
                 raise HubError(

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pycrdt import Awareness, Doc
+from redis.exceptions import RedisError
 
 from collab_server.auth import Principal
 from collab_server.clock import Clock
@@ -24,12 +25,15 @@ from collab_server.outbox import LocalBroadcaster, RoomOutbox
 from collab_server.room import Room
 from collab_server.room_hooks import RoomHooks
 from collab_server.room_key import RoomKey
+from collab_server.scaleout.broadcast import ClusterBroadcaster
+from collab_server.scaleout.cluster import Cluster
 from collab_server.settings import Settings
 from collab_server.storage_sync import StorageSync
 from collab_server.stored_base import StoredBase
 from collab_server.update_log import RoomStore, StoredRoom
 from collab_server.versions import StoredVersions
 from crdt.documents import DocumentKind, content_hash
+from crdt.errors import LoadError
 from storage_bridge.base import Storage
 from storage_bridge.types import ResourceId
 
@@ -61,6 +65,7 @@ class RoomParts:
     metrics: HubMetrics
     hooks: RoomHooks
     clock: Clock
+    cluster: Cluster | None = None  # scale-out over Redis (ARCHITECTURE §10)
 
 
 def build_room(
@@ -80,7 +85,11 @@ def build_room(
         log=parts.store,
         doc=state.doc,
         awareness=awareness,
-        broadcaster=LocalBroadcaster(clients),
+        broadcaster=(
+            LocalBroadcaster(clients)
+            if parts.cluster is None
+            else ClusterBroadcaster(clients, str(key), parts.cluster)
+        ),
         settings=parts.settings,
         metrics=parts.metrics,
         doc_bytes=state.doc_bytes,
@@ -167,16 +176,21 @@ class RoomLoader:
     ) -> Room:
         started = time.perf_counter()
         name = str(key)
+        shared = await self._shared(name)
         stored = await self._store.load(name)
         if stored is None:
             await self._store.ensure_lineage(name)
             stored = await self._store.load(name)
             assert stored is not None
-        if stored.snapshot is None:
+        if stored.snapshot is None and shared:
+            state = await self._from_shared(name, resource_id, principal, stored.lineage, shared)
+        elif stored.snapshot is None:
             state = await self._from_storage(name, kind, resource_id, principal, stored.lineage)
         else:
             state = await self._from_log(stored, resource_id, principal)
         room = build_room(self._parts, key, kind, resource_id, state, principal, can_write)
+        if self._parts.cluster is not None:
+            await self._attach(room, self._parts.cluster)
         if state.from_log:
             # Loaded from the log: it may hold edits storage never got (a crash before the
             # snapshot). Export once and write if it differs from what storage holds.
@@ -195,6 +209,69 @@ class RoomLoader:
             ),
         )
         return room
+
+    async def _shared(self, name: str) -> list[bytes]:
+        """With scale-out: the room's doc as other instances have it in Redis (state + entries;
+        empty if none) and its lineage adopted by this instance's log (§10)."""
+        cluster = self._parts.cluster
+        if cluster is None:
+            return []
+        try:
+            lineage, updates = await cluster.room_view(name)
+            if lineage is None:
+                return []
+            await self._store.adopt_lineage(name, lineage)
+            if updates:
+                return updates
+            # Redis names the lineage but holds none of its doc: its creator is building it
+            # from the file. Only the writer may (a second build duplicates every cell): take
+            # the lease and build it here, or wait for the creator's first entry.
+            deadline = time.monotonic() + 2 * self._parts.settings.writer_lease_ttl + 5
+            while time.monotonic() < deadline:
+                if await cluster.may_create(name):
+                    return []
+                await asyncio.sleep(0.1)
+                _, updates = await cluster.room_view(name)
+                if updates:
+                    return updates
+        except (RedisError, OSError) as exc:  # degraded: this instance serves alone
+            log.warning("redis unavailable at room load", extra=kv(room=name, error=repr(exc)))
+            return []
+        raise LoadError("the room is being created on another instance: try again")
+
+    async def _from_shared(
+        self,
+        name: str,
+        resource_id: ResourceId,
+        principal: Principal,
+        lineage: str,
+        shared: list[bytes],
+    ) -> LoadedState:
+        """The room lives on other instances: its doc is theirs, never rebuilt from the file."""
+        doc: Doc[Any] = Doc()
+        for update in shared:
+            doc.apply_update(update)
+        update = doc.get_update()
+        data, etag = await self._storage.read(principal.token, resource_id)
+        digest = content_hash(data)
+        log_ready = asyncio.ensure_future(self._store.start(name, update, etag, digest, data))
+        return LoadedState(lineage, doc, etag, digest, data, len(update), log_ready=log_ready)
+
+    async def _attach(self, room: Room, cluster: Cluster) -> None:
+        """Join the room across instances before its first client syncs (§10)."""
+        room.sync.active = False  # until this instance holds the writer lease
+        try:
+            attached = await cluster.attach(room)
+        except (RedisError, OSError) as exc:
+            # Redis is away: serve alone (and write storage) until it is back.
+            log.warning(
+                "redis unavailable, room not shared", extra=kv(room=room.key, error=repr(exc))
+            )
+            room.sync.active = True
+            return
+        if not attached:
+            await room.close()
+            raise LoadError("another instance created this room meanwhile: reconnect")
 
     async def _from_storage(
         self,

@@ -175,6 +175,17 @@ class LockKeeper:
         self._next_refresh = self._clock() + self._refresh_every
         return None
 
+    def adopt(self, lock_id: str) -> None:
+        """Another instance held the lock for this room (scale-out, §9): ours now, too."""
+        self._previous = lock_id
+
+    def stand_down(self) -> None:
+        """Stop holding the lock without releasing it: the new writer instance adopts it."""
+        if self.lock_id is not None:
+            self._previous = self.lock_id
+        self.state = LockState.NONE
+        self.lock_id = None
+
     async def release(self, token: str | None) -> None:
         if self.state is not LockState.HELD or self.lock_id is None or token is None:
             log.info("no lock to release", extra=kv(room=self._room, reason=self.state.value))

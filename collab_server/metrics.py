@@ -52,6 +52,11 @@ class HubMetrics:
             registry=r,
         )
 
+        self.redis_up = Gauge(
+            "cs3collab_redis_up",
+            "1 while this instance reaches Redis (fanout redis); 0: degraded, serving alone",
+            registry=r,
+        )
         self.task_failures = Counter(
             "cs3collab_task_failures",
             "Background tasks that ended with an unexpected exception (logged with context)",

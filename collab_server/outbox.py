@@ -45,12 +45,15 @@ class RemoteOrigin:
 class Broadcaster(Protocol):
     """Where a batch goes once it is durable."""
 
-    def updates(self, frame: bytes, exclude: Connection | None, *, publish: bool) -> None:
-        """A doc update frame, to every client but ``exclude``."""
+    def updates(
+        self, frame: bytes, exclude: Connection | None, *, publish: bool, update: bytes
+    ) -> None:
+        """A doc update frame (of ``update``), to every client but ``exclude``."""
         ...
 
-    def awareness(self, frame: bytes, *, publish: bool) -> None:
-        """An awareness frame, to every client (the sender too: JupyterLab's keep-alive)."""
+    def awareness(self, frame: bytes, *, publish: bool, update: bytes) -> None:
+        """An awareness frame (of ``update``), to every client (the sender too: JupyterLab's
+        keep-alive)."""
         ...
 
     def message(self, data: bytes, exclude: Connection | None) -> None:
@@ -64,12 +67,14 @@ class LocalBroadcaster:
     def __init__(self, clients: set[Connection]) -> None:
         self._clients = clients
 
-    def updates(self, frame: bytes, exclude: Connection | None, *, publish: bool) -> None:
+    def updates(
+        self, frame: bytes, exclude: Connection | None, *, publish: bool, update: bytes
+    ) -> None:
         for client in self._clients:
             if client is not exclude:
                 client.send(frame)
 
-    def awareness(self, frame: bytes, *, publish: bool) -> None:
+    def awareness(self, frame: bytes, *, publish: bool, update: bytes) -> None:
         for client in self._clients:
             client.send(frame)
 
@@ -139,8 +144,9 @@ class RoomOutbox:
         self._metrics.updates.inc()
         self._metrics.update_bytes.inc(len(update))
 
-    def awareness(self, ids: list[int]) -> None:
-        self._queue.put_nowait(Outgoing(data=b"", awareness_ids=ids))
+    def awareness(self, ids: list[int], *, remote: bool = False) -> None:
+        """Awareness of ``ids`` changed (``remote``: on another instance, not re-published)."""
+        self._queue.put_nowait(Outgoing(data=b"", awareness_ids=ids, remote=remote))
 
     def reply(self, conn: Connection, data: bytes) -> None:
         """A frame for ``conn`` alone, in order with the updates (never published)."""
@@ -203,15 +209,17 @@ class RoomOutbox:
         for updates, publish in ((local, True), (remote, False)):
             if updates:
                 self._send_updates(updates, publish=publish)
-        aware: set[int] = set()
-        for item in items:
-            if item.awareness_ids:
-                aware.update(item.awareness_ids)
-        meta = self._awareness.meta
-        known = [i for i in sorted(aware) if i in meta]  # belt and braces: no clock, no entry
-        if known:
-            payload = self._awareness.encode_awareness_update(known)
-            self._broadcaster.awareness(create_awareness_message(payload), publish=True)
+        for from_remote in (False, True):
+            aware: set[int] = set()
+            for item in items:
+                if item.awareness_ids and item.remote is from_remote:
+                    aware.update(item.awareness_ids)
+            meta = self._awareness.meta
+            known = [i for i in sorted(aware) if i in meta]  # belt and braces: no clock, no entry
+            if known:
+                payload = self._awareness.encode_awareness_update(known)
+                frame = create_awareness_message(payload)
+                self._broadcaster.awareness(frame, publish=not from_remote, update=payload)
         for out in items:
             if out.update is not None or out.awareness_ids or out.logged is not None:
                 continue
@@ -223,14 +231,15 @@ class RoomOutbox:
     def _send_updates(self, updates: list[Outgoing], *, publish: bool) -> None:
         payloads = [u.update for u in updates if u.update is not None]
         if len(payloads) == 1:
-            frame, exclude = create_update_message(payloads[0]), updates[0].exclude
+            update, exclude = payloads[0], updates[0].exclude
         else:
-            frame = create_update_message(merge_updates(*payloads))
+            update = merge_updates(*payloads)
             origins = {u.exclude for u in updates}
             # Several authors: each also gets its own edits back, which Y ignores; cheaper
             # than one merge per author.
             exclude = origins.pop() if len(origins) == 1 else None
-        self._broadcaster.updates(frame, exclude, publish=publish)
+        frame = create_update_message(update)
+        self._broadcaster.updates(frame, exclude, publish=publish, update=update)
 
     async def _append_durably(self, updates: list[bytes]) -> bool:
         """Log a batch; on persistent failure close the room rather than send unlogged state."""

@@ -49,8 +49,16 @@ from collab_server.protocol import (
     sync_step2_message,
 )
 from collab_server.refusals import refuse_edit
-from collab_server.room_hooks import CommandRequest, LargeSend, RoomFailed, RoomHooks
+from collab_server.room_hooks import (
+    CommandRequest,
+    LargeSend,
+    RoomClosedEvent,
+    RoomFailed,
+    RoomHooks,
+    SnapshotWritten,
+)
 from collab_server.room_key import RoomKey
+from collab_server.scaleout.writer_meta import WriterMeta
 from collab_server.settings import Settings
 from collab_server.snapshotter import SaveStatus
 from collab_server.storage_sync import MergeResult, StorageSync
@@ -70,6 +78,7 @@ class _HubOrigin:
 
 HUB_STATE = _HubOrigin()  # state map writes: not a content change
 HUB_MERGE = _HubOrigin()  # external versions merged in: a content change for everyone
+REMOTE = RemoteOrigin()  # another hub instance's change (scale-out, ARCHITECTURE §10)
 
 
 def lock_message(state: LockState, holder: str, *, lost: bool = False) -> dict[str, Any]:
@@ -134,6 +143,9 @@ class Room:
             on_failure=self.task_failed,
             room=self.key,
         )
+
+    def snapshot_written(self, etag: str, digest: str, lock_id: str | None) -> None:
+        self._hooks.snapshot_written(SnapshotWritten(self, etag, digest, lock_id))
 
     def task_failed(self, exc: BaseException) -> None:
         """A task of this room raised (logged and counted by ``supervised``): fail the room."""
@@ -211,9 +223,75 @@ class Room:
         )
         return conflicts
 
-    def apply_remote(self, update: bytes, origin: RemoteOrigin) -> None:
+    def apply_remote(self, update: bytes, origin: RemoteOrigin = REMOTE) -> None:
         """An update another hub instance logged and published: sent to our clients only."""
-        self._apply(origin, lambda: self.doc.apply_update(update))
+        if self._closing:
+            return
+        try:
+            self._apply(origin, lambda: self.doc.apply_update(update))
+        except Exception as exc:  # not ours to crash on: the stream reader serves every room
+            self._metrics.refused_updates.labels("bad_remote").inc()
+            log.error("bad update from another instance", extra=kv(room=self.key, error=repr(exc)))
+        if not self.sync.active:
+            self._mirror_writer_lock()
+
+    # -- across instances (scale-out, ARCHITECTURE §10) ------------------------------------------
+
+    @property
+    def cluster_id(self) -> str:
+        return self.key
+
+    def full_state(self) -> bytes:
+        return self.doc.get_update()
+
+    def apply_remote_awareness(self, payload: bytes) -> list[int]:
+        """Another instance's awareness update: applied and sent here, never re-published."""
+        try:
+            ids, changed = self.presence.apply_remote(payload, REMOTE)
+        except ProtocolError as exc:
+            log.warning(
+                "bad awareness from another instance", extra=kv(room=self.key, error=str(exc))
+            )
+            return []
+        if changed:
+            self.outbox.awareness(changed, remote=True)
+        return ids
+
+    def drop_awareness(self, client_ids: list[int]) -> None:
+        """Cursors of an instance that died: gone for this instance's clients too."""
+        present = [i for i in client_ids if i in self.awareness.states]
+        if present:
+            self.awareness.remove_awareness_states(present, REMOTE)
+            self.outbox.awareness(present, remote=True)
+
+    def wants_to_write(self) -> bool:
+        """Whether this instance may compete for the writer lease: storage needs an editor's
+        token, so an instance with only viewers (or none) leaves it to one that has one."""
+        return self.editor_token() is not None and not self._closing
+
+    async def become_writer(self, meta: WriterMeta) -> None:
+        if self.read_only_reason == "locked":
+            self.read_only_reason = None  # mirrored from the old writer: our lock keeper decides
+        await self.sync.activate(meta.lock_id, meta.base_etag, meta.base_hash)
+
+    def stop_writing(self) -> None:
+        self.sync.deactivate()
+
+    def _mirror_writer_lock(self) -> None:
+        """Only the writer instance sees storage's lock; it records a foreign holder in the
+        doc's state map (``locked_by``), which reaches every instance: the others' clients are
+        refused and told, as the writer's are, and get the room back when the lock goes."""
+        holder = str(self.view.ystate.get("locked_by") or "")
+        if holder and self.read_only_reason is None:
+            self.read_only_reason = "locked"
+            self.outbox.message(raw_message(lock_message(LockState.FOREIGN, holder)))
+        elif not holder and self.read_only_reason == "locked":
+            self.read_only_reason = None
+            self.outbox.message(raw_message(lock_message(LockState.HELD, "")))
+            ask = create_sync_message(self.doc)  # what editors typed meanwhile comes in now
+            for client in self._clients:
+                if client.can_write:
+                    client.send(ask)
 
     async def logged(self) -> None:
         await self.outbox.logged()
@@ -250,6 +328,8 @@ class Room:
             ids = list(self.awareness.states)
             conn.send(create_awareness_message(self.awareness.encode_awareness_update(ids)))
         holder = self.sync.foreign_holder()
+        if holder is None and self.read_only_reason == "locked" and not self.sync.active:
+            holder = str(self.view.ystate.get("locked_by") or "")  # mirrored from the writer
         if holder is not None:
             conn.send(raw_message(lock_message(LockState.FOREIGN, holder)))
         elif self.read_only_reason is not None:
@@ -434,3 +514,4 @@ class Room:
         await self.sync.close()
         await self.outbox.close()
         self.doc.unobserve(self._subscription)
+        await self._hooks.closed(RoomClosedEvent(self))

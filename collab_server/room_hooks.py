@@ -58,12 +58,33 @@ class RoomFailed:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class RoomClosedEvent:
+    """The room closed after its final snapshot (it leaves the other instances' fan-out)."""
+
+    room: HookedRoom
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotWritten:
+    """The room wrote ``etag`` (content hash ``digest``) to storage."""
+
+    room: HookedRoom
+    etag: str
+    digest: str
+    lock_id: str | None
+
+
 class RoomHooks(Protocol):
     async def command(self, request: CommandRequest) -> dict[str, Any]: ...
 
     def large_send(self, event: LargeSend) -> None: ...
 
     async def failed(self, event: RoomFailed) -> None: ...
+
+    async def closed(self, event: RoomClosedEvent) -> None: ...
+
+    def snapshot_written(self, event: SnapshotWritten) -> None: ...
 
 
 class NoHooks:
@@ -77,4 +98,10 @@ class NoHooks:
         return None
 
     async def failed(self, event: RoomFailed) -> None:
+        return None
+
+    async def closed(self, event: RoomClosedEvent) -> None:
+        return None
+
+    def snapshot_written(self, event: SnapshotWritten) -> None:
         return None

@@ -37,6 +37,11 @@ class RoomMetadata(Protocol):
         """Whether any room of this log has this lineage id."""
         ...
 
+    async def adopt_lineage(self, room: str, lineage: str) -> None:
+        """The room's lineage is ``lineage`` (another instance made it, §10): whatever this log
+        held for another lineage is dropped, it would duplicate cells in the shared doc."""
+        ...
+
     async def set_lock_id(self, room: str, lock_id: str | None) -> None:
         """Remember the storage lock the room holds, so a restarted hub can adopt it."""
         ...
@@ -87,6 +92,22 @@ class SQLiteRoomMetadata:
         )
         return lineage, True
 
+    def _adopt_lineage(self, room: str, lineage: str) -> None:
+        with self._db:
+            self._db.execute("BEGIN")
+            now = time.time()
+            self._db.execute(
+                "INSERT INTO rooms(room, lineage, created, updated) VALUES (?,?,?,?)"
+                " ON CONFLICT(room) DO UPDATE SET lineage=excluded.lineage, snapshot=NULL,"
+                " updated=excluded.updated WHERE rooms.lineage != excluded.lineage",
+                (room, lineage, now, now),
+            )
+            self._db.execute(
+                "DELETE FROM updates WHERE room=? AND"
+                " (SELECT snapshot FROM rooms WHERE room=?) IS NULL",
+                (room, room),
+            )
+
     def _has_lineage(self, lineage: str) -> bool:
         row = self._db.execute("SELECT 1 FROM rooms WHERE lineage=? LIMIT 1", (lineage,))
         return row.fetchone() is not None
@@ -134,6 +155,9 @@ class SQLiteRoomMetadata:
 
     async def has_lineage(self, lineage: str) -> bool:
         return await self._run(self._has_lineage, lineage)
+
+    async def adopt_lineage(self, room: str, lineage: str) -> None:
+        await self._run(self._adopt_lineage, room, lineage)
 
     async def remember_base(self, room: str, digest: str, content: bytes) -> None:
         await self._run(self._remember_base, room, digest, await pack(content))

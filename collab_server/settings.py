@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 from typing import Literal
 
@@ -70,6 +71,14 @@ class Settings(BaseSettings):
     max_command_bytes: int = Field(64 * 1024, ge=256)  # a JSON raw command
     max_command_depth: int = Field(16, ge=2)  # nesting of a JSON raw command
 
+    # scale-out (ARCHITECTURE §10): several instances share every room over Redis
+    fanout: Literal["local", "redis"] = "local"
+    redis_url: str | None = None  # redis://host:port/db, needed by fanout "redis"
+    # this instance's own state (update log, versions) lives in <data_dir>/instances/<name>;
+    # the folder backend's index (file ids, locks) stays shared in <data_dir>
+    instance_name: str = Field(default_factory=socket.gethostname, pattern=r"^[A-Za-z0-9_.-]+$")
+    writer_lease_ttl: float = Field(10.0, gt=0)  # a dead writer's rooms move after this
+
     log_level: str = "INFO"
 
     @model_validator(mode="after")
@@ -78,6 +87,8 @@ class Settings(BaseSettings):
             self.data_dir = self.root / ".cs3collab"
         if self.lock_refresh >= self.lock_expiry:
             raise ValueError("lock_refresh must be shorter than lock_expiry")
+        if self.fanout == "redis" and not self.redis_url:
+            raise ValueError("fanout 'redis' needs redis_url")
         if self.snapshot_max_debounce < self.snapshot_debounce:
             raise ValueError("snapshot_max_debounce must be >= snapshot_debounce")
         return self
@@ -85,6 +96,8 @@ class Settings(BaseSettings):
     @property
     def state_dir(self) -> Path:
         assert self.data_dir is not None
+        if self.fanout == "redis":
+            return self.data_dir / "instances" / self.instance_name
         return self.data_dir
 
     @classmethod

@@ -72,6 +72,8 @@ class SyncedRoom(Protocol):
 
     def task_failed(self, exc: BaseException) -> None: ...
 
+    def snapshot_written(self, etag: str, digest: str, lock_id: str | None) -> None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class MergeResult:
@@ -103,6 +105,9 @@ class StorageSync:
         self.conflict_copies: list[str | None] = []  # storage paths (None: kept by the hub)
         self._maintainer: asyncio.Task[None] | None = None
         self._closing = False
+        # Scale-out (§10): only the instance holding the room's writer lease writes storage,
+        # holds its lock and watches it; on the others this side is passive.
+        self.active = True
         self.snapshotter = Snapshotter(
             room=room.key,
             export=self._export_off_loop,
@@ -124,12 +129,16 @@ class StorageSync:
         return self.snapshotter.dirty
 
     def changed(self) -> None:
-        self.snapshotter.changed()
+        if self.active:
+            self.snapshotter.changed()
 
     def flush_soon(self) -> None:
         self.snapshotter.flush_soon()
 
     async def flush(self) -> SaveStatus:
+        if not self.active:
+            # The writer instance saves this room (its debounce runs on every change it gets).
+            return SaveStatus.SKIPPED
         return await self.snapshotter.flush()
 
     async def _export_off_loop(self) -> tuple[bytes, str]:
@@ -162,6 +171,7 @@ class StorageSync:
             raise
         await self.base.written(etag, digest, data)
         self._room.set_state(dirty=False, hash=digest)
+        self._room.snapshot_written(etag, digest, self.lock.lock_id)
 
     # -- the lock and the watcher -------------------------------------------------------------
 
@@ -171,17 +181,20 @@ class StorageSync:
 
     async def start(self) -> None:
         """Take the lock and catch up with changes made while the room was closed."""
-        await self._lock_tick()
-        try:
-            await self.check_external()
-        except StorageError as exc:
-            log.warning("external check failed", extra=kv(room=self._room.key, error=repr(exc)))
+        if self.active:
+            await self._lock_tick()
+            try:
+                await self.check_external()
+            except StorageError as exc:
+                log.warning("external check failed", extra=kv(room=self._room.key, error=repr(exc)))
         self._maintainer = self._room.supervise(self._maintain(), "room.watcher")
 
     async def _maintain(self) -> None:
         interval = self._settings.watch_interval
         while not self._closing:
             await self._clock.sleep(interval)
+            if not self.active:
+                continue  # another instance holds the writer lease (§10)
             try:
                 await self._lock_tick()
                 await self.check_external()
@@ -300,6 +313,43 @@ class StorageSync:
         copy = self.conflict_copies[-1] if len(self.conflict_copies) > copies_before else None
         return MergeResult(conflicts, copy, self.base.etag)
 
+    # -- the writer lease (scale-out, §10) --------------------------------------------------------
+
+    async def activate(self, lock_id: str | None, etag: str | None, digest: str | None) -> None:
+        """This instance now holds the writer lease: adopt what the last writer left (its lock
+        id, and its last snapshot as the base if storage still holds it), then write soon."""
+        if lock_id:
+            self.lock.adopt(lock_id)
+        if etag and digest and etag != self.base.etag:
+            try:
+                data, stored = await self._read()
+            except StorageError as exc:  # the watcher merges whatever is there later
+                log.info(
+                    "reading the writer's base failed",
+                    extra=kv(room=self._room.key, error=repr(exc)),
+                )
+            else:
+                if stored == etag and content_hash(data) == digest:
+                    await self.base.adopt(etag, data, digest)
+        self.active = True
+        log.info("room writer", extra=kv(room=self._room.key, lock=lock_id or ""))
+        self.snapshotter.changed()  # what storage lacks (if anything) is written soon
+        if self._maintainer is not None:  # started: take the lock now, not a watch tick later
+            try:
+                await self._lock_tick()
+            except StorageError as exc:  # the watcher tries again on its next tick
+                log.info(
+                    "lock on becoming writer failed", extra=kv(room=self._room.key, error=repr(exc))
+                )
+
+    def deactivate(self) -> None:
+        """Another instance holds the lease now: stop writing and let it adopt the lock."""
+        if not self.active:
+            return
+        self.active = False
+        self.lock.stand_down()
+        log.info("room no longer writer", extra=kv(room=self._room.key))
+
     # -- stopping -----------------------------------------------------------------------------
 
     def stop(self) -> None:
@@ -314,6 +364,10 @@ class StorageSync:
         if self._maintainer is not None:
             self._maintainer.cancel()
             await asyncio.gather(self._maintainer, return_exceptions=True)
+        if not self.active:  # the writer instance has it all (§10)
+            self.snapshotter.stop()
+            await self.base.forget()
+            return
         status = await self.snapshotter.close()
         if status is SaveStatus.FAILED:
             log.warning(

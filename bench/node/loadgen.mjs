@@ -8,9 +8,12 @@
 // Config: {"mode": "type"|"idle"|"open", "protocol": "ywebsocket"|"hocuspocus", ...}
 // A target is {"url": ws url, "doc": hocuspocus document name, "token": ...}.
 //
-// mode "type" (P1 fan-out, P5 typing): clients connect to `target`; client k (global index
-// `first + k`) types `rate` single characters per second at the end of cell `first + k`
-// for `duration` seconds. Every client applies every update it receives. Delivery latency is
+// mode "type" (P1 fan-out, P5 typing, P6 scale-out): clients connect to `target`, or with
+// `targets` (P6: one per hub instance) client k connects to targets[k % targets.length]; client
+// k (global index `first + k`) types `rate` single characters per second at the end of cell
+// `first + k` for `duration` seconds (each keystroke its own update, late ones caught up at
+// once, so rates above 1,000/s per client hold); with `typingTargets` (target indexes) only the
+// clients of those targets type, the others only receive. Every client applies every update it receives. Delivery latency is
 // measured for every (sender, receiver) pair inside this process: the sender notes the time
 // of each of its clocks, the receiver reads the clocks an update carries (Y.parseUpdateMeta).
 // mode "idle" (P2): steps of {rooms, clients}: open rooms (1 client each), then more clients per
@@ -192,10 +195,19 @@ async function typeMode () {
     const w = Math.floor((sentAt - tStart) / 1000 / windowSec)
     if (w >= 0) { (windows[w] ||= []).push(ms) }
   }
+  const targets = cfg.targets || [cfg.target]
+  const targetOf = (k) => k % targets.length
+  const typingTargets = new Set(cfg.typingTargets || targets.map((_, i) => i))
+  const senderTarget = new Map() // clientID -> target index of the sender
+  // per pair kind (sender and receiver on the same target or not): latencies; per receiving
+  // target: clocks received while typing (for the received rate)
+  const byKind = { same: [], cross: [] }
+  const receivedWhileTyping = targets.map(() => 0)
   const clients = []
   for (let k = 0; k < n; k++) {
     const seen = new Map() // sender clientID -> next clock not yet seen
-    const client = new YClient(cfg.target, {
+    const tk = targetOf(k)
+    const client = new YClient(targets[tk], {
       apply: cfg.apply !== false,
       onRemote: (update) => {
         if (!typing) return
@@ -211,11 +223,13 @@ async function typeMode () {
           if (to <= start) continue
           seen.set(cid, to)
           deliveries += to - start
+          if (now - tStart <= duration * 1000) receivedWhileTyping[tk] += to - start
           const times = sendTimes.get(cid)
           if (!times) continue
+          const kind = targets.length > 1 ? (senderTarget.get(cid) === tk ? byKind.same : byKind.cross) : null
           for (let c = start; c < to; c++) {
             const t = times[c]
-            if (t > 0) record(now - t, t)
+            if (t > 0) { record(now - t, t); if (kind) kind.push(now - t) }
           }
         }
       }
@@ -232,6 +246,14 @@ async function typeMode () {
   for (const [k, c] of clients.entries()) {
     c.setAwareness({ user: { name: `gen-${first + k}`, username: `gen-${first + k}` }, autosave: true })
   }
+  if (targets.length > 1) {
+    // a peer instance may get the document from the other one only after its client synced
+    const deadline = performance.now() + 30000
+    const ready = () => clients.every((c, k) => c.doc.getArray('cells').length > first + k)
+    while (!ready() && performance.now() < deadline) await sleep(50)
+    if (!ready()) throw new Error('documents not replicated to every instance within 30 s')
+  }
+  clients.forEach((c, k) => senderTarget.set(c.doc.clientID, targetOf(k)))
   emit('connected', { clients: n, pid: process.pid })
   await nextLine() // the orchestrator says go (all generator processes connected)
   await sleep(1000)
@@ -248,23 +270,30 @@ async function typeMode () {
   let sent = 0
   const timers = []
   const renew = setInterval(() => clients.forEach((c) => c.renewAwareness()), 15000)
+  const typists = clients.filter((_, k) => typingTargets.has(targetOf(k)))
   await new Promise((resolve) => {
-    let running = n
+    let running = typists.length
+    if (!running) resolve()
     clients.forEach((c, k) => {
+      if (!typingTargets.has(targetOf(k))) return
       const cell = c.doc.getArray('cells').get(first + k)
       const text = cell.get('source')
       const times = sendTimes.get(c.doc.clientID)
       const offset = Math.random() * period
       let i = 0
       const tick = () => {
-        const now = performance.now()
+        let now = performance.now()
         if (now - tStart >= duration * 1000) { running--; if (!running) resolve(); return }
-        const clock = Y.getState(c.doc.store, c.doc.clientID)
-        times[clock] = now
-        text.insert(text.length, String.fromCharCode(97 + (i % 26)))
-        sent++
-        i++
-        const next = tStart + offset + i * period
+        let next
+        do { // one keystroke per due tick: a late timer catches up
+          const clock = Y.getState(c.doc.store, c.doc.clientID)
+          times[clock] = now
+          text.insert(text.length, String.fromCharCode(97 + (i % 26)))
+          sent++
+          i++
+          next = tStart + offset + i * period
+          now = performance.now()
+        } while (next <= now && i < expectedPerClient - 2)
         timers[k] = setTimeout(tick, Math.max(0, next - performance.now()))
       }
       timers[k] = setTimeout(tick, offset)
@@ -279,7 +308,8 @@ async function typeMode () {
   // drain: wait until every expected delivery inside this process arrived (or give up)
   const nProcs = cfg.processes || 1
   const totalClients = cfg.totalClients || n
-  const expectedLocal = sent * (n - 1) // pairs inside this process
+  // pairs inside this process: every keystroke reaches every other client
+  const expectedLocal = sent * (n - 1)
   const drainDeadline = performance.now() + (cfg.drainMs || 10000)
   while (latCount < expectedLocal && performance.now() < drainDeadline) await sleep(50)
   typing = false
@@ -317,6 +347,12 @@ async function typeMode () {
     generatorCpuPercent: 100 * (cpuTyping.user + cpuTyping.system) / 1e3 / typedMs,
     eventLoopDelayMs: { p50: loop.percentile(50) / 1e6 - LOOP_RES, p99: loop.percentile(99) / 1e6 - LOOP_RES, max: loop.max / 1e6 - LOOP_RES },
     firstCellLength: lastCell,
+    typists: typists.length,
+    byTarget: targets.map((_, t) => ({ clients: clients.filter((_, k) => targetOf(k) === t).length, receivedWhileTyping: receivedWhileTyping[t] })),
+    latencyMsByKind: Object.fromEntries(Object.entries(byKind).map(([kind, v]) => {
+      const s = Float64Array.from(v).sort()
+      return [kind, { n: s.length, p50: percentile(s, 50), p99: percentile(s, 99), max: s.length ? s[s.length - 1] : null }]
+    })),
     closedByServer: closedWhileTyping // close code -> clients the server closed while typing
   })
   clients.forEach((c) => c.close())

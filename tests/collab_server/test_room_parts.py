@@ -148,10 +148,12 @@ async def test_a_remote_origin_is_sent_but_neither_logged_nor_published(tmp_path
     sent: list[tuple[str, bool]] = []
 
     class Recording:
-        def updates(self, frame: bytes, exclude: Connection | None, *, publish: bool) -> None:
+        def updates(
+            self, frame: bytes, exclude: Connection | None, *, publish: bool, update: bytes
+        ) -> None:
             sent.append(("updates", publish))
 
-        def awareness(self, frame: bytes, *, publish: bool) -> None:
+        def awareness(self, frame: bytes, *, publish: bool, update: bytes) -> None:
             sent.append(("awareness", publish))
 
         def message(self, data: bytes, exclude: Connection | None) -> None:

@@ -4,9 +4,13 @@ revad (reva v2.27.7, built from its Go module) + the cs3collab hub on CS3 + one 
 server per CS3 user (default einstein and marie), each logged in as its user with the
 jupyter_cs3 extension. The tests use the same launcher.
 
-CLI: ``python -m tests.jupyter_cs3.devstack [--users einstein,marie] [--demo] [--workdir DIR]``
-prints the URLs (with each user's Jupyter token) as JSON and runs until Ctrl-C / SIGTERM.
-``--demo`` puts ``welcome.ipynb`` in einstein's home, shared with marie as editor.
+CLI: ``python -m tests.jupyter_cs3.devstack [--users einstein,marie] [--replicas 2] [--demo]
+[--workdir DIR]`` prints the URLs (with each user's Jupyter token) as JSON and runs until
+Ctrl-C / SIGTERM.
+``--replicas N`` (default 2, as docker-compose.yml) runs N hub instances sharing rooms over a
+redis-server (``--fanout redis``); the Jupyter servers are spread over them (einstein on the
+first, marie on the second). ``--demo`` puts ``welcome.ipynb`` in einstein's home, shared
+with marie as editor.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from devkit.hubproc import HubProcess
+from devkit.redisproc import RedisProcess
 from devkit.revad.launcher import USERS, RevadHandle, home_path, start_revad
 from devkit.signals import StopRequest
 from tests.jupyter_cs3.jupyterproc import JupyterProcess, start_all
@@ -72,8 +77,10 @@ def public_files_url(revad: RevadHandle) -> str:
 @dataclass
 class DevStack:
     revad: RevadHandle
-    hub: HubProcess
+    hub: HubProcess  # the first hub instance
     servers: dict[str, JupyterProcess] = field(default_factory=dict)
+    hubs: list[HubProcess] = field(default_factory=list)  # all instances (replicas > 1: Redis)
+    redis: RedisProcess | None = None
 
     def __getitem__(self, user: str) -> JupyterProcess:
         return self.servers[user]
@@ -82,6 +89,8 @@ class DevStack:
         return {
             "revad_gateway": self.revad.gateway,
             "hub": self.hub.http_url,
+            "hubs": [h.http_url for h in self.hubs or [self.hub]],
+            "redis": None if self.redis is None else self.redis.url,
             "jupyter": {
                 user: {"url": f"{s.url}/lab?token={s.token}", "token": s.token}
                 for user, s in self.servers.items()
@@ -99,35 +108,48 @@ def running_stack(
     hub_env: dict[str, str] | None = None,
     tokens: dict[str, str] | None = None,
     extra_config: dict[str, Any] | None = None,
+    replicas: int = 1,
 ) -> Iterator[DevStack]:
-    """Start (revad if not given,) the hub and one Jupyter server per user; stop them all."""
+    """Start (revad if not given,) the hub(s) and one Jupyter server per user; stop them all.
+    With ``replicas`` > 1 the hubs share rooms over a redis-server of their own."""
     with contextlib.ExitStack() as stack:
         if revad is None:
             revad = start_revad(workdir / "revad")
             stack.callback(revad.stop)
         (workdir / "hubroot").mkdir(parents=True, exist_ok=True)
-        hub = HubProcess(
-            root=workdir / "hubroot",
-            data_dir=workdir / "hubdata",
-            args=["--storage", "cs3", "--gateway", revad.gateway],
-            env=hub_env or {},
-        )
-        stack.callback(hub.stop)
-        hub.start()
+        redis = None
+        fanout: list[str] = []
+        if replicas > 1:
+            redis = RedisProcess(data_dir=workdir / "redis")
+            stack.callback(redis.stop)
+            redis.start()
+            fanout = ["--fanout", "redis", "--redis-url", redis.url]
+        hubs = []
+        for n in range(replicas):
+            hub = HubProcess(
+                root=workdir / "hubroot",
+                data_dir=workdir / "hubdata",
+                args=["--storage", "cs3", "--gateway", revad.gateway, *fanout,
+                      *(["--instance-name", f"hub-{n}"] if fanout else [])],
+                env=hub_env or {},
+            )  # fmt: skip
+            stack.callback(hub.stop)
+            hub.start()
+            hubs.append(hub)
         servers = {
             user: JupyterProcess(
                 workdir / f"jupyter-{user}",
-                cs3_config(revad.gateway, hub.http_url, user)
+                cs3_config(revad.gateway, hubs[i % len(hubs)].http_url, user)
                 | {"public_link_url": public_files_url(revad)},
                 token=(tokens or {}).get(user) or secrets.token_urlsafe(16),
                 extra_config=extra_config or {},
             )
-            for user in users
+            for i, user in enumerate(users)
         }
         for server in servers.values():
             stack.callback(server.stop)
         start_all(list(servers.values()))
-        yield DevStack(revad, hub, servers)
+        yield DevStack(revad, hubs[0], servers, hubs, redis)
 
 
 async def make_demo(gateway: str) -> str:
@@ -154,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", default="einstein,marie", help="comma-separated CS3 users")
     parser.add_argument("--workdir", type=Path, help="keep state and logs here (default: temp)")
+    parser.add_argument(
+        "--replicas", type=int, default=2, help="hub instances sharing rooms over Redis"
+    )
     parser.add_argument("--demo", action="store_true", help="create a notebook shared with marie")
     args = parser.parse_args(argv)
     users = tuple(u for u in args.users.split(",") if u)
@@ -164,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.ExitStack() as keep:
         workdir = args.workdir or Path(keep.enter_context(tempfile.TemporaryDirectory("-dev")))
         workdir.mkdir(parents=True, exist_ok=True)
-        with running_stack(workdir, users=users) as stack:
+        with running_stack(workdir, users=users, replicas=max(1, args.replicas)) as stack:
             info = stack.describe()
             if args.demo:
                 info["demo"] = asyncio.run(make_demo(stack.revad.gateway))

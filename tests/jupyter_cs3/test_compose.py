@@ -26,6 +26,7 @@ pytest_plugins = ["tests.revad.fixture"]
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"
 JUPYTER_USERS = {"jupyter-einstein": "einstein", "jupyter-marie": "marie"}
+HUBS = ("hub-a", "hub-b")
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +91,7 @@ def _ports(service: dict[str, Any]) -> list[tuple[int, int]]:
 
 def test_services_and_topology(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(services) == {"revad", "redis", "hub", *JUPYTER_USERS}
+    assert set(services) == {"revad", "redis", *HUBS, *JUPYTER_USERS}
     for name, service in services.items():
         for dep in service.get("depends_on", []):
             assert dep in services, f"{name} depends on unknown {dep}"
@@ -148,27 +149,40 @@ def test_services_point_at_each_other(compose: dict[str, Any]) -> None:
         for var in set(re.findall(r"\$\{([A-Z0-9_]+)\}", template.read_text())):
             assert var in revad_env, f"{template.name}: ${{{var}}} not set for the revad service"
 
-    hub = services["hub"]
-    args = hub["command"]
-    assert args[args.index("--storage") + 1] == "cs3"
-    assert args[args.index("--gateway") + 1] == gateway
-    hub_port = int(args[args.index("--port") + 1])
-    assert (hub_port, hub_port) in _ports(hub)
+    hub_urls = {}
+    names = set()
+    for name in HUBS:
+        hub = services[name]
+        args = hub["command"]
+        assert args[args.index("--storage") + 1] == "cs3"
+        assert args[args.index("--gateway") + 1] == gateway
+        # replicas share rooms over the compose file's redis, each under its own name
+        assert args[args.index("--fanout") + 1] == "redis"
+        assert args[args.index("--redis-url") + 1].startswith("redis://redis:")
+        names.add(args[args.index("--instance-name") + 1])
+        assert "redis" in hub["depends_on"]
+        hub_port = int(args[args.index("--port") + 1])
+        assert (hub_port, hub_port) in _ports(hub)
+        hub_urls[f"http://{name}:{hub_port}"] = name
+    assert len(names) == len(HUBS)
+    used_hubs = set()
 
     seen_users = set()
     for name, user in JUPYTER_USERS.items():
         service = services[name]
         env = _env(service)
         assert env["JUPYTER_CS3_GATEWAY"] == gateway
-        assert env["JUPYTER_CS3_HUB_URL"] == f"http://hub:{hub_port}"
+        hub_name = hub_urls[env["JUPYTER_CS3_HUB_URL"]]
+        used_hubs.add(hub_name)
         assert env["JUPYTER_CS3_USERNAME"] == user
         assert env["JUPYTER_CS3_PASSWORD"] == USERS[user][0]
         assert env["JUPYTER_TOKEN"]
         seen_users.add(env["JUPYTER_CS3_USERNAME"])
         port = next(a for a in service["command"] if a.startswith("--port="))
         assert int(port.split("=")[1]) in {c for _, c in _ports(service)}
-        assert {"revad", "hub"} <= set(service["depends_on"])
+        assert {"revad", hub_name} <= set(service["depends_on"])
     assert len(seen_users) == len(JUPYTER_USERS)  # two different CS3 users
+    assert used_hubs == set(HUBS)  # einstein and marie on different instances
 
 
 def test_jupyter_env_names_are_the_extensions() -> None:
@@ -185,7 +199,7 @@ def test_native_topology_matches(compose: dict[str, Any]) -> None:
     """scripts/dev-stack starts the same kinds of processes (revad, hub, one Jupyter per user)."""
     assert os.access(REPO / "scripts/dev-stack", os.X_OK)
     fields = set(DevStack.__dataclass_fields__)
-    assert {"revad", "hub", "servers"} <= fields
+    assert {"revad", "hub", "hubs", "redis", "servers"} <= fields
     text = (REPO / "scripts/dev-stack").read_text()
     assert "tests.jupyter_cs3.devstack" in text
 
