@@ -70,6 +70,7 @@ class Backend:
         from jupyter_cs3.sharing import make_sharing
 
         self.sharing: Sharing = make_sharing(self, cs3)
+        self.cs3 = cs3  # the CS3 storage when that is the backend (file versions), else None
 
     # ---- identity ----
 

@@ -18,7 +18,6 @@ from tornado.web import HTTPError
 
 from jupyter_cs3.backend import Backend
 from jupyter_cs3.hubops import restore_through_hub
-from storage_bridge.cs3 import CS3Storage
 from storage_bridge.cs3_versions import list_versions
 from storage_bridge.errors import NotFound, StorageError
 
@@ -50,8 +49,8 @@ class CS3Checkpoints(AsyncCheckpoints):
 
     async def list_checkpoints(self, path: str) -> list[dict[str, Any]]:
         be = self._backend()
-        storage = be.storage
-        if not isinstance(storage, CS3Storage):
+        storage = be.cs3
+        if storage is None:  # the local folder keeps no versions
             return []
         sp = await be.storage_path(path.strip("/"))
         try:
@@ -73,7 +72,7 @@ class CS3Checkpoints(AsyncCheckpoints):
         if checkpoint_id == CURRENT:
             return
         be = self._backend()
-        if not isinstance(be.storage, CS3Storage):
+        if be.cs3 is None:
             raise HTTPError(501, "the local folder keeps no versions")
         key = version_key(checkpoint_id)
         await restore_through_hub(be, await be.storage_path(path.strip("/")), key)

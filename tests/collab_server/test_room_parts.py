@@ -217,6 +217,7 @@ class FakeRoom:
         self.messages: list[dict[str, Any]] = []
         self.lock_changes: list[LockChange] = []
         self.failures: list[BaseException] = []
+        self.written: list[str] = []  # etags of snapshots written
         self.metrics = HubMetrics()
 
     def editor_token(self) -> str | None:
@@ -243,6 +244,9 @@ class FakeRoom:
 
     def broadcast_raw(self, message: dict[str, Any]) -> None:
         self.messages.append(message)
+
+    def snapshot_written(self, etag: str, digest: str, lock_id: str | None) -> None:
+        self.written.append(etag)
 
     def lock_changed(self, change: LockChange) -> None:
         self.lock_changes.append(change)
