@@ -314,6 +314,13 @@ class RoomLoader:
             digest = content_hash(data)
             if digest in stored.pending or digest == base_hash:
                 base_etag, base_hash, base_content = etag, digest, data
+            elif stored.pending:
+                # Someone wrote since, on top of the base or of a pending snapshot that
+                # landed: the log cannot tell which. Merged against the base, the snapshot's
+                # new cells came in again as theirs (duplicated, model seed 3766); against the
+                # snapshot, what it added since the base would read as deleted. Not guessed:
+                # their version becomes a conflict copy.
+                base_content = None
         doc_bytes = len(stored.snapshot) + sum(len(u) for u in stored.updates)
         return LoadedState(
             stored.lineage,
