@@ -209,13 +209,14 @@ class RoomOutbox:
         for updates, publish in ((local, True), (remote, False)):
             if updates:
                 self._send_updates(updates, publish=publish)
-        for from_remote in (False, True):
-            aware: set[int] = set()
-            for item in items:
-                if item.awareness_ids and item.remote is from_remote:
-                    aware.update(item.awareness_ids)
-            meta = self._awareness.meta
-            known = [i for i in sorted(aware) if i in meta]  # belt and braces: no clock, no entry
+        # One pass: this instance's awareness changes (published) and other instances' (not).
+        aware: tuple[set[int], set[int]] = (set(), set())
+        for item in items:
+            if item.awareness_ids:
+                aware[item.remote].update(item.awareness_ids)
+        meta = self._awareness.meta
+        for from_remote, ids in enumerate(aware):
+            known = [i for i in sorted(ids) if i in meta]  # belt and braces: no clock, no entry
             if known:
                 payload = self._awareness.encode_awareness_update(known)
                 frame = create_awareness_message(payload)

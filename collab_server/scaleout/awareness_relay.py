@@ -93,10 +93,14 @@ class AwarenessRelay:
             await self.publish(channel, payload)
 
     async def run(self) -> None:
-        """Receive, send, heartbeat and clean up until cancelled; survives Redis going away."""
-        beat = asyncio.create_task(self._heartbeat(), name="awareness-heartbeat")
-        sender = asyncio.create_task(self._send_loop(), name="awareness-sender")
-        try:
+        """Receive, send, heartbeat and clean up until stopped; survives Redis going away.
+
+        The three loops run in one task group: anything but Redis being away (which each one
+        survives) ends them all and ``run`` with it, so the caller's supervisor logs and counts
+        it instead of a helper task dying unseen."""
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._heartbeat(), name="awareness-heartbeat")
+            sender = group.create_task(self._send_loop(), name="awareness-sender")
             while not self._stopping:
                 try:
                     await self._listen()
@@ -104,9 +108,7 @@ class AwarenessRelay:
                     log.warning("awareness relay lost redis", extra=kv(error=repr(exc)))
                     self._pubsub = None
                     await self._sleep(0.5)
-        finally:
-            beat.cancel()
-            sender.cancel()
+            sender.cancel()  # waits on its queue: the other two end on the stop flag
 
     async def _listen(self) -> None:
         self._pubsub = self._redis.pubsub()

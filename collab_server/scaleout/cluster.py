@@ -132,6 +132,9 @@ class Cluster:
         replica = RoomReplica(
             redis=self.redis, reader=self.reader, keys=keys, instance=self.instance,
             lineage=room.lineage, doc=room,
+            start=lambda coro, name: supervised(
+                coro, task="cluster.publish", failures=self._failures, room=room.cluster_id
+            ),
         )  # fmt: skip
         if not await replica.join():
             return False

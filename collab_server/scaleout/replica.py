@@ -8,7 +8,7 @@ own clients, but never hands it back to ``publish``), ``full_state`` is the whol
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -55,8 +55,12 @@ class RoomReplica:
         lineage: str,
         doc: ReplicaDoc,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        start: Callable[[Coroutine[Any, Any, None], str], asyncio.Task[None]] | None = None,
     ) -> None:
         self.keys = keys
+        # How the sender task is started: the cluster passes ``supervised`` (an unexpected end
+        # is logged and counted, never silent); a bare task by default (unit tests).
+        self._start = start or (lambda coro, name: asyncio.create_task(coro, name=name))
         self.stream = RoomStream(redis, keys)
         self._redis = redis
         self._reader = reader
@@ -104,7 +108,7 @@ class RoomReplica:
                 seen[entry.origin] = max(seen.get(entry.origin, 0), entry.seq)
         self.sequences.joined_at(seen)
         self._reader.follow(self.keys.stream, last_id, self.on_entries)
-        self._sender = asyncio.create_task(self._send_loop(), name=f"replica:{self.keys.room}")
+        self._sender = self._start(self._send_loop(), f"replica:{self.keys.room}")
         if view.state is None and not view.entries:
             # Redis has none of the doc (its creator is us, or Redis lost its data): the first
             # entry carries all of it.
