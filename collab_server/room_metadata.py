@@ -51,6 +51,12 @@ class RoomMetadata(Protocol):
         restarted room recognises them in storage as its own, not as someone else's."""
         ...
 
+    async def forget_base(self, room: str, digest: str) -> None:
+        """Storage refused the snapshot ``remember_base`` kept ``digest`` for: it never landed,
+        so a restarted room must not take it for a version storage may hold (it would keep
+        an external write as a conflict copy instead of merging it). The current base stays."""
+        ...
+
     async def set_base(
         self, room: str, etag: str, digest: str, content: bytes | None = None
     ) -> None:
@@ -119,6 +125,13 @@ class SQLiteRoomMetadata:
         )
         self._maybe_checkpoint()
 
+    def _forget_base(self, room: str, digest: str) -> None:
+        self._db.execute(
+            "DELETE FROM bases WHERE room=? AND hash=? AND hash IS NOT"
+            " (SELECT base_hash FROM rooms WHERE room=?)",
+            (room, digest, room),
+        )
+
     def _set_base(self, room: str, etag: str, digest: str, content: bytes | None) -> None:
         with self._db:
             self._db.execute("BEGIN")
@@ -161,6 +174,9 @@ class SQLiteRoomMetadata:
 
     async def remember_base(self, room: str, digest: str, content: bytes) -> None:
         await self._run(self._remember_base, room, digest, await pack(content))
+
+    async def forget_base(self, room: str, digest: str) -> None:
+        await self._run(self._forget_base, room, digest)
 
     async def set_base(
         self, room: str, etag: str, digest: str, content: bytes | None = None

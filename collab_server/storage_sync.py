@@ -25,10 +25,21 @@ from collab_server.snapshotter import SaveStatus, Snapshotter
 from collab_server.stored_base import StoredBase
 from crdt.documents import DocumentKind, content_hash
 from storage_bridge.base import Storage
-from storage_bridge.errors import Locked, PreconditionFailed, StorageError
+from storage_bridge.errors import (
+    InvalidArgument,
+    Locked,
+    NotFound,
+    PermissionDenied,
+    PreconditionFailed,
+    StorageError,
+    Unauthenticated,
+)
 from storage_bridge.types import Resource, ResourceId
 
 log = get_logger("room")
+
+# Storage answered no to a write: it did not happen (PreconditionFailed is handled apart).
+_REFUSED = (Locked, PermissionDenied, Unauthenticated, NotFound, InvalidArgument)
 
 
 class SyncedRoom(Protocol):
@@ -169,6 +180,11 @@ class StorageSync:
             # retries with the merged document.
             await self._merge_external_locked()
             raise
+        except _REFUSED:
+            # A definite no (their lock, our rights): the bytes are not in storage. A timeout
+            # or an outage may have written them, so those keep the record (base unknown).
+            await self.base.refused(digest)
+            raise
         await self.base.written(etag, digest, data)
         self._room.set_state(dirty=False, hash=digest)
         self._room.snapshot_written(etag, digest, self.lock.lock_id)
@@ -234,13 +250,21 @@ class StorageSync:
         return resource
 
     async def _merge_version(
-        self, resource: Resource, data: bytes, etag: str, who: str, base: bytes | None = None
+        self,
+        resource: Resource,
+        data: bytes,
+        etag: str,
+        who: str,
+        base: bytes | None = None,
+        holds: tuple[str, bytes, str] | None = None,
     ) -> list[str]:
         """Merge ``data`` (in storage as ``etag``) into the live doc; a conflict copy if needed.
 
         ``base`` is the version ``data`` was derived from (default: what we last read/wrote).
         When that is unknown, nothing is merged: guessing a base made cells created since
         look inserted twice and cells deleted since come back. The version is kept as a copy.
+        ``holds`` is (etag, bytes, hash) of what storage holds afterwards (default: ``data``
+        as ``etag``; an out-of-band writer's ``data`` is not in storage yet).
         """
         digest = content_hash(data)
         if digest != (self.base.hash if base is None else content_hash(base)):
@@ -263,7 +287,9 @@ class StorageSync:
         else:
             conflicts = []  # a touch, or a rewrite with the same bytes
         await self._room.logged()  # the merge is durable before the log calls theirs the base
-        await self.base.adopt(etag, data, digest)
+        # One record: adopting ``data`` first and then what storage holds left a window in
+        # which a crash made the restarted room revert the writer's changes as "external".
+        await self.base.adopt(*(holds or (etag, data, digest)))
         # Storage holds theirs; unless the merge result exports to the same bytes (then the
         # write is skipped), it must hold the merged document: e.g. ours after invalid JSON.
         self.snapshotter.changed()
@@ -306,9 +332,11 @@ class StorageSync:
                     raise PreconditionFailed(
                         f"unknown base version {based_on!r}: read the file again, then write"
                     )
-            conflicts = await self._merge_version(resource, data, stored_etag, who, base=base)
             # storage still holds ``stored``: the next snapshot writes the merged doc over it
-            await self.base.adopt(stored_etag, stored, stored_hash)
+            holds = (stored_etag, stored, stored_hash)
+            conflicts = await self._merge_version(
+                resource, data, stored_etag, who, base=base, holds=holds
+            )
         await self.snapshotter.flush()
         copy = self.conflict_copies[-1] if len(self.conflict_copies) > copies_before else None
         return MergeResult(conflicts, copy, self.base.etag)

@@ -50,6 +50,11 @@ class StoredBase:
         recognises these bytes in storage as its own snapshot if the hub dies mid-write."""
         await self._meta.remember_base(self._room, digest, data)
 
+    async def refused(self, digest: str) -> None:
+        """Storage refused the write ``writing`` announced: those bytes never landed."""
+        if digest != self._hash:
+            await self._meta.forget_base(self._room, digest)
+
     async def written(self, etag: str, digest: str, data: bytes) -> None:
         """Our snapshot is in storage as ``etag`` (its bytes were given to ``writing``)."""
         self._etag, self._hash = etag, digest

@@ -110,6 +110,9 @@ class MemoryStore:
     async def remember_base(self, room: str, digest: str, content: bytes) -> None:
         self.calls.append(("remember_base", digest))
 
+    async def forget_base(self, room: str, digest: str) -> None:
+        self.calls.append(("forget_base", digest))
+
     async def set_base(
         self, room: str, etag: str, digest: str, content: bytes | None = None
     ) -> None:
@@ -135,6 +138,7 @@ class OneFileStorage:
         self.writes: list[bytes] = []
         self.refreshes = 0
         self.created: dict[str, bytes] = {}
+        self.refuse_writes: Exception | None = None  # injected: storage says no to writes
 
     @staticmethod
     def _etag(data: bytes) -> str:
@@ -164,6 +168,8 @@ class OneFileStorage:
         if_match: str | None = None,
         lock_id: str | None = None,
     ) -> str:
+        if self.refuse_writes is not None:
+            raise self.refuse_writes
         if self.lock is not None and self.lock.lock_id != lock_id:
             raise Locked("locked")
         if if_match is not None and if_match != self.etag:

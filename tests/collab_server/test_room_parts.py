@@ -32,7 +32,7 @@ from collab_server.supervise import supervised
 from collab_server.versions import StoredVersions
 from crdt.documents import content_hash, kind_for
 from devkit.hubproc import notebook
-from storage_bridge.errors import PreconditionFailed
+from storage_bridge.errors import PermissionDenied, PreconditionFailed
 from storage_bridge.types import Lock, User
 from tests.fakes import RID, ManualClock, MemoryStore, OneFileStorage, RecordingSocket, settle
 
@@ -377,4 +377,41 @@ async def test_a_writer_naming_an_unknown_base_is_refused(tmp_path: Path) -> Non
     result = await side.sync.merge_incoming(_file("a", "theirs"), "w")  # no base: theirs wins
     assert result.conflicts == [] and result.etag == side.storage.etag
     assert _sources(side.storage.data) == ["a", "theirs"]
+    await side.sync.close()
+
+
+async def test_a_refused_snapshot_is_no_longer_taken_for_a_version_in_storage(
+    tmp_path: Path,
+) -> None:
+    # Its bytes were recorded before the write (in case the hub dies mid-write); a definite
+    # refusal means they never landed: a restarted room must not count them as a possible
+    # base (it would keep the next external write as a conflict copy instead of merging it).
+    side = Side(tmp_path, snapshot_debounce=0.5, snapshot_max_debounce=1.0)
+    await side.sync.start()
+    side.storage.refuse_writes = PermissionDenied("the editor lost write access")
+    side.room.type_("b")
+    side.sync.changed()
+    await side.clock.advance(1.0)
+    await _until(lambda: any(name == "forget_base" for name, _ in side.store.calls))
+    names = [(n, v) for n, v in side.store.calls if n in ("remember_base", "forget_base")]
+    assert names[:2] == [("remember_base", names[0][1]), ("forget_base", names[0][1])]
+    assert side.storage.writes == [] and side.sync.dirty  # still to be written
+    side.storage.refuse_writes = None
+    await side.clock.advance(60.0, step=1.0)  # the snapshotter's backoff
+    await _until(lambda: side.storage.writes)
+    assert _sources(side.storage.data) == ["ab"]
+    await side.sync.close()
+
+
+async def test_an_out_of_band_write_records_storage_s_version_once(tmp_path: Path) -> None:
+    # The merge base recorded during the merge is what storage holds (not the writer's
+    # bytes, which are not in storage yet): one record, no window for a crash in between.
+    side = Side(tmp_path)
+    await side.sync.start()
+    before = side.storage.etag
+    start = len(side.store.calls)
+    await side.sync.merge_incoming(_file("a", "theirs"), "w")
+    set_bases = [v for n, v in side.store.calls[start:] if n == "set_base"]
+    assert set_bases == [before, side.storage.etag]  # storage's version, then the snapshot
+    assert side.store.bases[str(KEY)][1] == content_hash(side.storage.data)
     await side.sync.close()

@@ -62,6 +62,15 @@ async def test_append_load_compact_keep_every_update(tmp_path: Path) -> None:
     stored = await log.load("room")
     assert stored is not None and stored.pending == {"hash1": b"snap1"}
     assert (stored.base_etag, stored.base_content) == ("etag0", b"base")
+    # storage refused that write: the bytes never landed, so they are no longer pending
+    await log.forget_base("room", "hash1")
+    stored = await log.load("room")
+    assert stored is not None and stored.pending == {}
+    assert (stored.base_etag, stored.base_content) == ("etag0", b"base")
+    await log.forget_base("room", hashlib.sha256(b"base").hexdigest())  # never the base itself
+    stored = await log.load("room")
+    assert stored is not None and stored.base_content == b"base"
+    await log.remember_base("room", "hash1", b"snap1")
     await log.set_base("room", "etag1", "hash1")
     stored = await log.load("room")
     assert stored is not None and stored.pending == {}
