@@ -295,7 +295,18 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> FastAPI
     # solved-dependencies state per socket) cost ~5 KiB per idle connection (measured, P2).
     app.router.routes.append(WebSocketRoute("/api/collaboration/room/{room_name}", room))
     # --- issue 13: JupyterLab:globalAwareness, served by the hub (collab_server/presence.py)
-    presence = Presence(settings, hub.rooms.rooms, failures=metrics.task_failures)
+    if cluster is None:
+        presence = Presence(settings, hub.rooms.rooms, failures=metrics.task_failures)
+    else:  # across instances (§10): who shares a room is known over every instance's rooms
+        presence = cluster.share_presence(
+            lambda link: Presence(
+                settings,
+                hub.rooms.rooms,
+                failures=metrics.task_failures,
+                link=link,
+                instance=cluster.instance,
+            )
+        )
     serve_presence = endpoint(
         hub, presence, token_from=_token_from, deny=_deny, wrap=StarletteSocket
     )

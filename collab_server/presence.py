@@ -26,12 +26,19 @@ The rules of ``awareness.py`` apply: a socket owns the client ids it introduced,
 ``max_awareness_clients`` of them and ``max_awareness_state_bytes`` a state; a malformed frame or
 a cap costs that socket a 4400. There is no shared document: sync messages are answered with an
 empty one, updates and raw messages are dropped.
+
+**Across instances** (``--fanout redis``, §10): a ``PresenceLink`` carries each user's snapshot
+(rooms on this instance, states here) to the other instances, and theirs come back through
+``apply_remote_awareness`` (presence_remote.py). Visibility is then computed over every
+instance's rooms, so einstein on one hub and marie on another see each other while they share
+a room, as they would on one hub.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -45,6 +52,7 @@ from collab_server.awareness import Entry, encode_entries, parse_entries
 from collab_server.connection import Connection, Socket
 from collab_server.hub import Hub, HubError
 from collab_server.logs import get_logger, kv
+from collab_server.presence_remote import RENEW_S, RemoteUsers, Snapshot, decode_snapshot
 from collab_server.protocol import (
     AwarenessFrame,
     CloseCode,
@@ -74,21 +82,39 @@ class _HasId(Protocol):
 
 
 class OpenRoom(Protocol):
-    """What presence needs of a hub room: the users of its sockets."""
+    """What presence needs of a hub room: its key (the same on every instance) and the users
+    of its sockets."""
+
+    @property
+    def key(self) -> str: ...
 
     @property
     def clients(self) -> Iterable[_HasUser]: ...
+
+
+class PresenceLink(Protocol):
+    """Carries this instance's snapshots to the other instances (scale-out)."""
+
+    def offer(self, payload: bytes) -> None: ...
+
+
+class _Owner(Protocol):
+    @property
+    def user(self) -> str: ...
+
+    @property
+    def owned(self) -> dict[int, tuple[int, str, str]]: ...
 
 
 class ReceivingSocket(Socket, Protocol):
     async def receive(self) -> bytes | None: ...
 
 
-def co_present(rooms: Iterable[OpenRoom]) -> dict[str, frozenset[str]]:
-    """user id -> the users who share at least one room with them (themselves included)."""
+def co_present(rooms: Iterable[set[str]]) -> dict[str, frozenset[str]]:
+    """user id -> the users who share at least one room (a set of user ids) with them
+    (themselves included)."""
     seen: dict[str, set[str]] = {}
-    for room in rooms:
-        users = {client.user.id for client in room.clients}
+    for users in rooms:
         for user in users:
             seen.setdefault(user, set()).update(users)
     return {user: frozenset(others) for user, others in seen.items()}
@@ -124,8 +150,17 @@ class Presence:
         *,
         failures: Counter,
         interval: float = 1.0,
+        link: PresenceLink | None = None,
+        instance: str = "",
+        now: Callable[[], float] = time.monotonic,
     ) -> None:
         self._failures = failures
+        self._link = link
+        self._instance = instance
+        self._now = now
+        self._remote = RemoteUsers()
+        self._local_rooms: dict[str, frozenset[str]] = {}  # user -> rooms here (last tick)
+        self._published: dict[str, tuple[frozenset[str], float]] = {}  # user -> rooms, when
         self._settings = settings
         self._rooms = rooms
         self._interval = interval
@@ -152,7 +187,7 @@ class Presence:
         )
         member = _Member(conn, principal.user.id)
         self._members.add(member)
-        self._visible = co_present(self._rooms())
+        self._refresh()
         self._ensure_ticker()
         conn.send(bytes(create_sync_message(Doc())))
         self._reconcile(member)
@@ -205,7 +240,7 @@ class Presence:
             if len(entry.state) > max_bytes or len(entry.state.encode()) > max_bytes:
                 raise ProtocolError(f"awareness state over {max_bytes} bytes")
             owner = self._owner.get(entry.client)
-            if owner is not None and owner is not member:
+            if (owner is not None and owner is not member) or self._remote.owns(entry.client):
                 continue  # an echo of someone else's state (or a spoof): never theirs to change
             known = member.owned.get(entry.client)
             if entry.state == "null":
@@ -225,11 +260,12 @@ class Presence:
             for viewer in self._members:
                 if viewer is not member:
                     self._send(viewer, self._changes(viewer, member, changed))
+            self._publish(member.user)
 
-    def _sees(self, viewer: _Member, owner: _Member) -> bool:
+    def _sees(self, viewer: _Member, owner: _Owner) -> bool:
         return viewer.user == owner.user or owner.user in self._visible.get(viewer.user, ())
 
-    def _entry(self, viewer: _Member, owner: _Member, client: int) -> Entry:
+    def _entry(self, viewer: _Member, owner: _Owner, client: int) -> Entry:
         clock, full, public = owner.owned[client]
         viewer.sent[client] = clock
         self._clock += 1
@@ -256,7 +292,7 @@ class Presence:
         viewer.seen_users = self._visible.get(viewer.user, frozenset())
         out: list[Entry] = []
         wanted: set[int] = set()
-        for owner in self._members:
+        for owner in self._owners():
             if owner is viewer or not self._sees(viewer, owner):
                 continue
             for client, (clock, _, _) in owner.owned.items():
@@ -280,6 +316,7 @@ class Presence:
         member.owned.clear()
         for viewer in self._members:
             self._send(viewer, [self._removal(viewer, c) for c in gone if c in viewer.sent])
+        self._publish(member.user)
 
     def _ensure_ticker(self) -> None:
         if self._ticker is None or self._ticker.done():
@@ -292,12 +329,95 @@ class Presence:
 
     async def _tick(self) -> None:
         """Follow the rooms: who may see whom changes as people open and close documents."""
-        while self._members:
+        while self._members or len(self._remote) or self._published:
             await asyncio.sleep(self._interval)
-            self._visible = co_present(self._rooms())
+            expired = self._remote.expire(self._now())
+            self._refresh()
+            self._publish_due()
             for viewer in list(self._members):
-                if viewer.seen_users != self._visible.get(viewer.user, frozenset()):
+                if expired or viewer.seen_users != self._visible.get(viewer.user, frozenset()):
                     self._reconcile(viewer)
+
+    # -- across instances (scale-out, §10) -------------------------------------------------------
+
+    def _owners(self) -> list[_Owner]:
+        return [*self._members, *self._remote]
+
+    def _refresh(self) -> None:
+        """Recompute who may see whom, over this instance's rooms and the others'."""
+        by_room: dict[str, set[str]] = {}
+        local: dict[str, set[str]] = {}
+        for room in self._rooms():
+            users = {client.user.id for client in room.clients}
+            by_room.setdefault(room.key, set()).update(users)
+            for user in users:
+                local.setdefault(user, set()).add(room.key)
+        for remote in self._remote:
+            for key in remote.rooms:
+                by_room.setdefault(key, set()).add(remote.user)
+        self._local_rooms = {user: frozenset(keys) for user, keys in local.items()}
+        self._visible = co_present(by_room.values())
+
+    def _publish(self, user: str) -> None:
+        """Tell the other instances what this one has of ``user`` now (a whole snapshot)."""
+        if self._link is None:
+            return
+        states = {
+            client: (clock, full)
+            for m in self._members
+            if m.user == user
+            for client, (clock, full, _) in m.owned.items()
+        }
+        snap = Snapshot(self._instance, user, self._local_rooms.get(user, frozenset()), states)
+        self._link.offer(snap.encode())
+        if snap.empty:
+            self._published.pop(user, None)
+        else:
+            self._published[user] = (snap.rooms, self._now())
+
+    def _publish_due(self) -> None:
+        """Snapshots whose rooms changed, renewals, and the last word for users gone here.
+        Only users with global states somewhere matter: nobody else is shown."""
+        if self._link is None:
+            return
+        now = self._now()
+        shown = {m.user for m in self._members} | {r.user for r in self._remote if r.owned}
+        for user in shown | set(self._published):
+            rooms = self._local_rooms.get(user, frozenset()) if user in shown else frozenset()
+            last = self._published.get(user)
+            if last is None and not rooms and user not in {m.user for m in self._members}:
+                continue  # nothing here to tell about them
+            if last is None or last[0] != rooms or now - last[1] >= RENEW_S:
+                self._publish(user)
+
+    def apply_remote_awareness(self, payload: bytes) -> list[int]:
+        """Another instance's snapshot of one user (from the relay); the client ids it holds."""
+        s = self._settings
+        try:
+            snap = decode_snapshot(
+                payload,
+                max_states=s.max_awareness_clients,
+                max_state_bytes=s.max_awareness_state_bytes,
+            )
+            public = {client: _public(state) for client, (_, state) in snap.states.items()}
+        except (ValueError, ProtocolError) as exc:
+            log.warning("bad presence snapshot from another instance", extra=kv(error=str(exc)))
+            return []
+        if snap.instance == self._instance:
+            return []
+        ids = self._remote.apply(snap, public, self._now())
+        self._refresh()
+        for viewer in list(self._members):
+            self._reconcile(viewer)
+        self._ensure_ticker()  # renewals and our side of the rooms, for them
+        return ids
+
+    def drop_awareness(self, client_ids: list[int]) -> None:
+        """An instance died (its liveness expired): its users' states go at once."""
+        if self._remote.drop_clients(client_ids):
+            self._refresh()
+            for viewer in list(self._members):
+                self._reconcile(viewer)
 
 
 def endpoint(

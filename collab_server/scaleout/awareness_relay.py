@@ -66,6 +66,14 @@ class AwarenessRelay:
         if self._pubsub is not None:
             await self._pubsub.subscribe(channel)
 
+    def register(self, channel: str, room: AwarenessRoom) -> None:
+        """``join`` before ``run`` (nothing to subscribe yet: ``run`` subscribes to all)."""
+        self._rooms[channel] = room
+        self._from.setdefault(channel, {})
+
+    def link(self, channel: str) -> ChannelLink:
+        return ChannelLink(self, channel)
+
     async def leave(self, channel: str) -> None:
         self._rooms.pop(channel, None)
         self._from.pop(channel, None)
@@ -161,3 +169,14 @@ class AwarenessRelay:
                 room = self._rooms.get(channel)
                 if room is not None and ids:
                     room.drop_awareness(sorted(ids))
+
+
+class ChannelLink:
+    """Publishes to one channel of a relay (the hub's presence room uses one)."""
+
+    def __init__(self, relay: AwarenessRelay, channel: str) -> None:
+        self._relay = relay
+        self._channel = channel
+
+    def offer(self, payload: bytes) -> None:
+        self._relay.offer(self._channel, payload)

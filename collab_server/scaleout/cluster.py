@@ -11,15 +11,15 @@ import os
 import secrets
 import socket
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from prometheus_client import Counter, Gauge
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from collab_server.logs import get_logger, kv
-from collab_server.scaleout.awareness_relay import AwarenessRelay, AwarenessRoom
-from collab_server.scaleout.keys import RoomKeys, as_bytes
+from collab_server.scaleout.awareness_relay import AwarenessRelay, AwarenessRoom, ChannelLink
+from collab_server.scaleout.keys import PRESENCE_CHANNEL, RoomKeys, as_bytes
 from collab_server.scaleout.lease import WriterLease
 from collab_server.scaleout.publisher import PersistedState, RoomStream
 from collab_server.scaleout.reader import StreamReader
@@ -28,6 +28,8 @@ from collab_server.scaleout.writer_meta import WriterMeta
 from collab_server.supervise import supervised
 
 log = get_logger("scaleout.cluster")
+
+P = TypeVar("P", bound=AwarenessRoom)
 
 
 class ClusterRoom(ReplicaDoc, AwarenessRoom, Protocol):
@@ -146,6 +148,13 @@ class Cluster:
             room=room.cluster_id,
         )  # fmt: skip
         return True
+
+    def share_presence(self, make: Callable[[ChannelLink], P]) -> P:
+        """Online Collaborators across instances (before ``start``): the presence room ``make``
+        builds offers its snapshots to the link it is given and gets the others'."""
+        presence = make(self.relay.link(PRESENCE_CHANNEL))
+        self.relay.register(PRESENCE_CHANNEL, presence)
+        return presence
 
     def replica(self, cluster_id: str) -> RoomReplica | None:
         return self._replicas.get(cluster_id)

@@ -42,6 +42,9 @@ class RoomKeys:
         return f"{self.tag}:a"
 
 
+PRESENCE_CHANNEL = f"{PREFIX}:presence"  # Online Collaborators, every instance (presence.py)
+
+
 def instance_key(instance: str) -> str:
     return f"{PREFIX}:instance:{instance}"
 
