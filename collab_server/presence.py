@@ -381,11 +381,12 @@ class Presence:
         if self._link is None:
             return
         now = self._now()
-        shown = {m.user for m in self._members} | {r.user for r in self._remote if r.owned}
+        here = {m.user for m in self._members}
+        shown = here | {r.user for r in self._remote if r.owned}
         for user in shown | set(self._published):
             rooms = self._local_rooms.get(user, frozenset()) if user in shown else frozenset()
             last = self._published.get(user)
-            if last is None and not rooms and user not in {m.user for m in self._members}:
+            if last is None and not rooms and user not in here:
                 continue  # nothing here to tell about them
             if last is None or last[0] != rooms or now - last[1] >= RENEW_S:
                 self._publish(user)
