@@ -392,7 +392,8 @@ class Presence:
                 self._publish(user)
 
     def apply_remote_awareness(self, payload: bytes) -> list[int]:
-        """Another instance's snapshot of one user (from the relay); the client ids it holds."""
+        """Another instance's snapshot of one user (from the relay); every client id held from
+        that instance now (the relay's clean-up when it dies, ``whole``)."""
         s = self._settings
         try:
             snap = decode_snapshot(
@@ -406,12 +407,12 @@ class Presence:
             return []
         if snap.instance == self._instance:
             return []
-        ids = self._remote.apply(snap, public, self._now())
+        self._remote.apply(snap, public, self._now())
         self._refresh()
         for viewer in list(self._members):
             self._reconcile(viewer)
         self._ensure_ticker()  # renewals and our side of the rooms, for them
-        return ids
+        return self._remote.ids_of(snap.instance)
 
     def drop_awareness(self, client_ids: list[int]) -> None:
         """An instance died (its liveness expired): its users' states go at once."""

@@ -94,6 +94,10 @@ class RemoteUsers:
     def __len__(self) -> int:
         return len(self._users)
 
+    def ids_of(self, instance: str) -> list[int]:
+        """Every client id held from ``instance`` (all its users)."""
+        return [c for c, (i, _) in self._owner.items() if i == instance]
+
     def owns(self, client: int) -> bool:
         return client in self._owner
 

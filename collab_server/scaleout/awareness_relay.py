@@ -48,6 +48,7 @@ class AwarenessRelay:
         self._sleep = sleep
         self._rooms: dict[str, AwarenessRoom] = {}
         self._from: dict[str, dict[str, set[int]]] = {}  # channel -> instance -> client ids
+        self._whole: set[str] = set()  # channels whose rooms answer with all of an instance's ids
         self._pubsub: PubSub | None = None
         self._outgoing: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=10_000)
         self.dropped_instances = 0
@@ -66,10 +67,15 @@ class AwarenessRelay:
         if self._pubsub is not None:
             await self._pubsub.subscribe(channel)
 
-    def register(self, channel: str, room: AwarenessRoom) -> None:
-        """``join`` before ``run`` (nothing to subscribe yet: ``run`` subscribes to all)."""
+    def register(self, channel: str, room: AwarenessRoom, *, whole: bool = False) -> None:
+        """``join`` before ``run`` (nothing to subscribe yet: ``run`` subscribes to all).
+        ``whole``: the room answers each message with *every* id it holds from the sender's
+        instance (not only the message's), so a channel that lives as long as the process
+        does not collect the ids of every tab that ever came and went."""
         self._rooms[channel] = room
         self._from.setdefault(channel, {})
+        if whole:
+            self._whole.add(channel)
 
     def link(self, channel: str) -> ChannelLink:
         return ChannelLink(self, channel)
@@ -142,7 +148,10 @@ class AwarenessRelay:
         if instance == self.instance:
             return
         ids = room.apply_remote_awareness(payload)
-        self._from[channel].setdefault(instance, set()).update(ids)
+        if channel in self._whole:
+            self._from[channel][instance] = set(ids)
+        else:
+            self._from[channel].setdefault(instance, set()).update(ids)
 
     def stop(self) -> None:
         """End ``run`` (within a second): no more heartbeats, the others drop our cursors."""

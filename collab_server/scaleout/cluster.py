@@ -153,7 +153,7 @@ class Cluster:
         """Online Collaborators across instances (before ``start``): the presence room ``make``
         builds offers its snapshots to the link it is given and gets the others'."""
         presence = make(self.relay.link(PRESENCE_CHANNEL))
-        self.relay.register(PRESENCE_CHANNEL, presence)
+        self.relay.register(PRESENCE_CHANNEL, presence, whole=True)
         return presence
 
     def replica(self, cluster_id: str) -> RoomReplica | None:

@@ -80,5 +80,10 @@ def test_an_empty_snapshot_and_a_dead_instance_remove_the_user() -> None:
     users.apply(_snap("a", "einstein", {"r1"}, {}), {}, 0.0)  # in a room, no states here
     users.apply(_snap("a", "einstein", set(), {}), {}, 1.0)  # left it
     assert [u.user for u in users] == ["marie"]
+    users.apply(_snap("b", "richard", {"r2"}, {7: (1, "{}")}), {7: "{}"}, 1.0)
+    assert users.ids_of("a") == [1] and users.ids_of("b") == [
+        7
+    ]  # what the relay drops per instance
+    users.drop_clients([7])
     assert users.drop_clients([1]) and len(users) == 0
     assert not users.drop_clients([1])
