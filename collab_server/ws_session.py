@@ -43,20 +43,19 @@ class SocketSession:
         room, conn = self._room, self._conn
         room.add_client(conn)
         self._metrics.clients.inc()
-        loop = asyncio.get_running_loop()
-        writer = loop.create_task(conn.run_writer())
-        reader = loop.create_task(self._read_loop())
+        reader = asyncio.get_running_loop().create_task(self._read_loop())
+        # However the reader ends, the writer is told (it flushes what is queued, then stops).
+        reader.add_done_callback(self._reader_done)
         log.info("client joined", extra=kv(room=room.key, user=conn.user.id, client=conn.id))
         try:
-            # Either side may end the connection: the peer (reader) or a failed/slow send (writer).
-            await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+            # Either side may end the connection: the peer (reader) or a failed/slow send or
+            # a close by the hub (writer). The writer runs in this task: one task less per
+            # socket than a writer task of its own (~1.5 KiB idle, measured, bench P2).
+            await conn.run_writer()
+        finally:
             if not reader.done():
                 reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
-            if conn.close_code is None:
-                conn.mark_gone()
-            await writer
-        finally:
             room.remove_client(conn)
             self._metrics.clients.dec()
             if conn.overflowed:
@@ -66,6 +65,10 @@ class SocketSession:
                 "client left",
                 extra=kv(room=room.key, user=conn.user.id, client=conn.id, code=conn.close_code),
             )
+
+    def _reader_done(self, _: object) -> None:
+        if self._conn.close_code is None:
+            self._conn.mark_gone()
 
     async def _read_loop(self) -> None:
         room, conn = self._room, self._conn
