@@ -22,7 +22,7 @@ from collab_server.hub import Hub, HubError
 from collab_server.logs import get_logger, kv
 from collab_server.loop_lag import watch_loop_lag
 from collab_server.metrics import HubMetrics
-from collab_server.ocm_auth import OCMShareAuthenticator, watch_share
+from collab_server.ocm_auth import OCMShareAuthenticator, is_ocm_credential, watch_share
 from collab_server.presence import PRESENCE_PATH, Presence, endpoint  # issue 13
 from collab_server.room_ops import router as room_ops_router
 from collab_server.scaleout.cluster import Cluster, new_instance_id
@@ -307,19 +307,27 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> FastAPI
         try:
             await websocket.accept()
             socket = StarletteSocket(websocket)
-            # OCM (issue 17): a remote site's socket leaves when its share is revoked.
-            every = max(settings.auth_cache_seconds, 1.0)
-            watcher = asyncio.ensure_future(watch_share(hub.auth, token, socket.close, every))
+            # OCM (issue 17): a remote site's socket leaves when its share is revoked. Only
+            # such sockets get a watcher task (a done task kept per socket: ~0.6 KiB, P2).
+            watcher = None
+            if is_ocm_credential(token):
+                every = max(settings.auth_cache_seconds, 1.0)
+                watcher = asyncio.ensure_future(watch_share(hub.auth, token, socket.close, every))
+            session_id = websocket.query_params.get("sessionId")
+            # The request's headers and query were read above; a socket does not need them
+            # for its life (a browser's cookies and all: KiBs per idle socket).
+            websocket.scope["headers"] = []
+            websocket.__dict__.pop("_headers", None)
+            websocket.__dict__.pop("_query_params", None)
             try:
-                await hub.serve(
-                    socket, room_name, websocket.query_params.get("sessionId"), principal
-                )
+                await hub.serve(socket, room_name, session_id, principal)
             except Exception:
                 # A bug must cost one socket, not the process; the client reconnects.
                 log.exception("websocket handler failed", extra=kv(room=room_name))
                 await socket.close(1011, "internal error")
             finally:
-                watcher.cancel()
+                if watcher is not None:
+                    watcher.cancel()
         finally:
             hub.leave(principal, address)
 
