@@ -43,19 +43,13 @@ class SocketSession:
         room, conn = self._room, self._conn
         room.add_client(conn)
         self._metrics.clients.inc()
-        reader = asyncio.get_running_loop().create_task(self._read_loop())
-        # However the reader ends, the writer is told (it flushes what is queued, then stops).
-        reader.add_done_callback(self._reader_done)
         log.info("client joined", extra=kv(room=room.key, user=conn.user.id, client=conn.id))
         try:
-            # Either side may end the connection: the peer (reader) or a failed/slow send or
-            # a close by the hub (writer). The writer runs in this task: one task less per
-            # socket than a writer task of its own (~1.5 KiB idle, measured, bench P2).
-            await conn.run_writer()
+            if conn.queued:
+                await self._read_and_write()
+            else:  # direct writes: the read loop in this task, and no writer task
+                await conn.run_reading(self._read_loop)
         finally:
-            if not reader.done():
-                reader.cancel()
-            await asyncio.gather(reader, return_exceptions=True)
             room.remove_client(conn)
             self._metrics.clients.dec()
             if conn.overflowed:
@@ -65,6 +59,21 @@ class SocketSession:
                 "client left",
                 extra=kv(room=room.key, user=conn.user.id, client=conn.id, code=conn.close_code),
             )
+
+    async def _read_and_write(self) -> None:
+        """Queued sends: a reader task, and the writer draining the queue in this task."""
+        conn = self._conn
+        reader = asyncio.get_running_loop().create_task(self._read_loop())
+        # However the reader ends, the writer is told (it flushes what is queued, then stops).
+        reader.add_done_callback(self._reader_done)
+        try:
+            # Either side may end the connection: the peer (reader) or a failed/slow send or
+            # a close by the hub (writer).
+            await conn.run_writer()
+        finally:
+            if not reader.done():
+                reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
 
     def _reader_done(self, _: object) -> None:
         if self._conn.close_code is None:
