@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         port=settings.port,
         http=http,
         ws=ws,
+        backlog=settings.listen_backlog,
         ws_max_size=settings.max_frame_bytes,
         # Y updates are small and mostly unique per frame; compressing each one per client cost
         # CPU and a zlib context per connection (measured, bench P1/P2). Jupyter's Tornado
