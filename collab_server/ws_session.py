@@ -43,7 +43,7 @@ class SocketSession:
         room, conn = self._room, self._conn
         room.add_client(conn)
         self._metrics.clients.inc()
-        log.info("client joined", extra=kv(room=room.key, user=conn.user.id, client=conn.id))
+        _log_joined(room, conn)
         try:
             if conn.queued:
                 await self._read_and_write()
@@ -106,3 +106,9 @@ class SocketSession:
                 )
                 conn.close_now(CloseCode.RECONNECT, "internal error")
                 return
+
+
+def _log_joined(room: Room, conn: Connection) -> None:
+    # A function of its own: logging looks up its caller's frame, and a frame looked up in
+    # SocketSession.run would stay materialised for the socket's life (~0.25 KiB, P2).
+    log.info("client joined", extra=kv(room=room.key, user=conn.user.id, client=conn.id))
