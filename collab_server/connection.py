@@ -242,6 +242,10 @@ class Connection:
                 "close frame not delivered",
                 extra=kv(user=self.user.id, client=self.id, error=repr(exc)),
             )
+            if self._reading and self._direct is not None:
+                # The session's task still waits for the peer (run_reading): drop the socket,
+                # as the end of a writer task's session did, so that the wait ends too.
+                self._direct.abort()
 
     async def close(self, code: int, reason: str) -> None:
         """Flush what is queued, then close with ``code``."""
