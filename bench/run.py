@@ -51,6 +51,7 @@ from bench.servers import (
     CLUSTERS,
     SERVERS,
     Cluster,
+    Cs3collab,
     Server,
     cpu_seconds,
     disk_write_bytes,
@@ -140,9 +141,12 @@ class Ctx:
         return self._nb_cache[mb]
 
 
-def _server(name: str, ctx: Ctx, tag: str) -> Server:
+def _server(name: str, ctx: Ctx, tag: str, hub_env: dict[str, str] | None = None) -> Server:
+    """A fresh server; ``hub_env`` adds settings for the cs3collab hub of this scenario only."""
     workdir = ctx.tmp / f"{tag}-{name}"
     workdir.mkdir(parents=True, exist_ok=True)
+    if hub_env and name == "cs3collab":
+        return Cs3collab(workdir, env=hub_env)
     return SERVERS[name](workdir)
 
 
@@ -318,11 +322,22 @@ def _start_profiler(pid: int, duration: float) -> subprocess.Popen[bytes]:
 # -- P2 idle connections over many rooms ------------------------------------------------------
 
 
+# All P2 clients are one user from one address; the hub's default caps (1,024 per user, 4,096
+# per address) would refuse most of them. Lifted for this scenario only (0 = no cap).
+P2_HUB_ENV = {
+    "CS3COLLAB_MAX_CONNECTIONS_PER_USER": "0",
+    "CS3COLLAB_MAX_CONNECTIONS_PER_ADDRESS": "0",
+}
+
+
 def p2_scale(name: str, ctx: Ctx) -> dict[str, Any]:
+    """Rooms opened 16 at a time, then each step's extra clients as a reconnect storm: all at
+    once (``p2_storm`` 0, the default) or ``p2_storm`` at a time, the same for every server.
+    Admission is the storm's seconds until its last client has synced."""
     prof = ctx.prof
     steps = prof["p2_steps"]
     rooms = max(r for r, _ in steps)
-    srv = _server(name, ctx, "p2")
+    srv = _server(name, ctx, "p2", hub_env=P2_HUB_ENV)
     data = json.dumps(make_notebook(prof["p2_notebook_bytes"]), indent=1)
     for i in range(rooms):
         (srv.root / f"room{i}.ipynb").write_text(data)
@@ -333,6 +348,8 @@ def p2_scale(name: str, ctx: Ctx) -> dict[str, Any]:
         targets = [srv.target(f"room{i}.ipynb") for i in range(rooms)]
         gen = Generator(
             {"mode": "idle", "protocol": srv.protocol, "targets": targets,
+             "connectConcurrency": 16, "clientsConcurrency": prof.get("p2_storm", 0),
+             "syncTimeoutMs": 300_000,
              "steps": [{"rooms": r, "clients": c} for r, c in steps]},
             srv.workdir,
         )  # fmt: skip
@@ -361,6 +378,8 @@ def p2_scale(name: str, ctx: Ctx) -> dict[str, Any]:
                 "rss_per_room_kib": (rss_r - base) / r / 1024,
                 "rss_per_connection_kib": (rss_c - rss_r) / extra / 1024 if extra else None,
                 "open_clients_s": ev2["seconds"],
+                "admitted": extra,
+                "admissions_per_s": extra / ev2["seconds"] if extra and ev2["seconds"] else None,
                 "closed": ev2.get("closed", 0),
             })  # fmt: skip
             out.append(step)
@@ -371,8 +390,14 @@ def p2_scale(name: str, ctx: Ctx) -> dict[str, Any]:
         gen.expect("result", timeout=120)
         gen.close()
     last = out[-1]
+    storms = [s for s in out if s.get("admitted")]
+    biggest = max(storms, key=lambda s: s["admitted"]) if storms else {}
     return {
         "base_rss_mib": base / 2**20,
+        "storm_concurrency": prof.get("p2_storm", 0) or "all",
+        "admission_s": biggest.get("open_clients_s"),
+        "admitted": biggest.get("admitted"),
+        "admissions_per_s": biggest.get("admissions_per_s"),
         "steps": out,
         "failed": failed,
         "rss_per_room_kib": spread([s["rss_per_room_kib"] for s in out if "rss_per_room_kib" in s]),
@@ -685,6 +710,9 @@ METRICS: list[tuple[str, str, tuple[str, ...], bool]] = [
     ("P2 RSS/room KiB", "p2", ("rss_per_room_kib", "median"), True),
     ("P2 RSS/connection KiB", "p2", ("rss_per_connection_kib", "median"), True),
     ("P2 connections reached", "p2", ("max_connections",), False),
+    ("P2 storm: clients admitted", "p2", ("admitted",), False),
+    ("P2 storm: admission s", "p2", ("admission_s",), True),
+    ("P2 storm: admissions/s", "p2", ("admissions_per_s",), False),
     ("P5 storage writes/min", "p5", ("storage_writes_per_min",), True),
     ("P5 storage MB/min", "p5", ("storage_bytes_per_min",), True),
     ("P5 disk MB/min (process)", "p5", ("disk_bytes_per_min",), True),
@@ -898,6 +926,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", help="P3 notebook sizes in MB, comma list")
     ap.add_argument("--repeat", type=int, help="P3 opens per size")
     ap.add_argument("--p2-steps", help="P2 steps as ROOMSxCLIENTS comma list, e.g. 20x5,100x5")
+    ap.add_argument(
+        "--p2-storm", type=int,
+        help="P2 clients connecting at once per step (default 0: all of the step at once)",
+    )  # fmt: skip
     ap.add_argument("--generators", type=int, default=1, help="P1 load generator processes")
     ap.add_argument("--rounds", type=int, help="P1 rounds per server (interleaved; duration split)")
     ap.add_argument(
@@ -923,6 +955,8 @@ def main(argv: list[str] | None = None) -> int:
         prof["p3_sizes_mb"] = [float(s) if "." in s else int(s) for s in args.sizes.split(",")]
     if args.p2_steps:
         prof["p2_steps"] = [[int(x) for x in s.split("x")] for s in args.p2_steps.split(",")]
+    if args.p2_storm is not None:
+        prof["p2_storm"] = args.p2_storm
     scenarios = args.scenarios.split(",")
     servers = prof["servers"]
     unknown = [s for s in servers if s not in SERVERS]

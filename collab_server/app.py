@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import getpass
 import html
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ValidationError
 from starlette.routing import WebSocketRoute
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from collab_server import logs
@@ -21,7 +22,7 @@ from collab_server.hub import Hub, HubError
 from collab_server.logs import get_logger, kv
 from collab_server.loop_lag import watch_loop_lag
 from collab_server.metrics import HubMetrics
-from collab_server.ocm_auth import OCMShareAuthenticator, watch_share
+from collab_server.ocm_auth import OCMShareAuthenticator, is_ocm_credential, watch_share
 from collab_server.presence import PRESENCE_PATH, Presence, endpoint  # issue 13
 from collab_server.room_ops import router as room_ops_router
 from collab_server.scaleout.cluster import Cluster, new_instance_id
@@ -33,6 +34,37 @@ from storage_bridge.base import Storage
 from storage_bridge.types import User
 
 log = get_logger("app")
+
+ROOM_PATH = "/api/collaboration/room/"
+
+
+class HubApp(FastAPI):
+    """FastAPI, with the room websocket served without its middleware stack.
+
+    Why (measured, bench P2): a websocket lives as long as its client, and so did one frame of
+    every layer around it (ServerErrorMiddleware, the telemetry and body-limit middleware,
+    ExceptionMiddleware, AsyncExitStackMiddleware with its exit stack, the router, the route
+    and the exception wrappers around both), ~6 KiB per idle connection. None of them acts
+    on a websocket the room handler does not already handle itself: it catches its own
+    errors and closes with its own codes. Everything else (HTTP, the presence socket) goes
+    through the stack as before.
+    """
+
+    room_endpoint: Callable[[WebSocket], Awaitable[None]] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and self.room_endpoint is not None:
+            path: str = scope["path"]
+            root: str = scope.get("root_path", "")
+            if root and path.startswith(root):
+                path = path[len(root) :]
+            name = path[len(ROOM_PATH) :] if path.startswith(ROOM_PATH) else ""
+            if name and "/" not in name:
+                scope["app"] = self
+                scope["path_params"] = {"room_name": name}
+                await self.room_endpoint(WebSocket(scope, receive, send))
+                return
+        await super().__call__(scope, receive, send)
 
 
 class SessionRequest(BaseModel):
@@ -190,7 +222,7 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> FastAPI
         if cluster is not None:
             await cluster.aclose()
 
-    app = FastAPI(title="cs3collab hub", lifespan=lifespan)
+    app = HubApp(title="cs3collab hub", lifespan=lifespan)
     app.state.hub = hub
 
     @app.get("/", response_class=HTMLResponse)
@@ -275,25 +307,35 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> FastAPI
         try:
             await websocket.accept()
             socket = StarletteSocket(websocket)
-            # OCM (issue 17): a remote site's socket leaves when its share is revoked.
-            every = max(settings.auth_cache_seconds, 1.0)
-            watcher = asyncio.ensure_future(watch_share(hub.auth, token, socket.close, every))
+            # OCM (issue 17): a remote site's socket leaves when its share is revoked. Only
+            # such sockets get a watcher task (a done task kept per socket: ~0.6 KiB, P2).
+            watcher = None
+            if is_ocm_credential(token):
+                every = max(settings.auth_cache_seconds, 1.0)
+                watcher = asyncio.ensure_future(watch_share(hub.auth, token, socket.close, every))
+            session_id = websocket.query_params.get("sessionId")
+            # The request's headers and query were read above; a socket does not need them
+            # for its life (a browser's cookies and all: KiBs per idle socket).
+            websocket.scope["headers"] = []
+            websocket.__dict__.pop("_headers", None)
+            websocket.__dict__.pop("_query_params", None)
             try:
-                await hub.serve(
-                    socket, room_name, websocket.query_params.get("sessionId"), principal
-                )
+                await hub.serve(socket, room_name, session_id, principal)
             except Exception:
                 # A bug must cost one socket, not the process; the client reconnects.
                 log.exception("websocket handler failed", extra=kv(room=room_name))
                 await socket.close(1011, "internal error")
             finally:
-                watcher.cancel()
+                if watcher is not None:
+                    watcher.cancel()
         finally:
             hub.leave(principal, address)
 
+    # Served by HubApp ahead of the middleware stack; the route stays for the app's route list.
     # A plain Starlette route: FastAPI's dependency machinery (three AsyncExitStacks and the
     # solved-dependencies state per socket) cost ~5 KiB per idle connection (measured, P2).
-    app.router.routes.append(WebSocketRoute("/api/collaboration/room/{room_name}", room))
+    app.room_endpoint = room
+    app.router.routes.append(WebSocketRoute(ROOM_PATH + "{room_name}", room))
     # --- issue 13: JupyterLab:globalAwareness, served by the hub (collab_server/presence.py)
     if cluster is None:
         presence = Presence(settings, hub.rooms.rooms, failures=metrics.task_failures)

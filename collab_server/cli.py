@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import gc
 import secrets
 import sys
@@ -10,12 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from uvicorn.config import LOGGING_CONFIG
 
 from collab_server.app import create_app
 from collab_server.heap import pin_mmap_threshold
 from collab_server.http_guard import guarded_http_protocol
 from collab_server.settings import Settings
-from collab_server.wsprotocol import FanOutWebSocketProtocol
+from collab_server.wsprotocol import CONNECTION_LOG, FanOutWebSocketProtocol
 
 
 def _tune_interpreter() -> None:
@@ -70,6 +72,11 @@ def main(argv: list[str] | None = None) -> int:
         )
     app = create_app(settings)
     _tune_interpreter()
+    # uvicorn's per-socket INFO lines (with the token in the URL) only when debugging; set in
+    # uvicorn's own logging config, which would reset a level set on the logger before it.
+    log_config = copy.deepcopy(LOGGING_CONFIG)
+    debug = settings.log_level.upper() == "DEBUG"
+    log_config["loggers"][CONNECTION_LOG.name] = {"level": "DEBUG" if debug else "WARNING"}
     refused = app.state.hub.metrics.refused_connections
     http = guarded_http_protocol(
         max_header_bytes=settings.max_header_bytes,
@@ -87,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         port=settings.port,
         http=http,
         ws=ws,
+        backlog=settings.listen_backlog,
         ws_max_size=settings.max_frame_bytes,
         # Y updates are small and mostly unique per frame; compressing each one per client cost
         # CPU and a zlib context per connection (measured, bench P1/P2). Jupyter's Tornado
@@ -95,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         ws_ping_interval=20.0,
         ws_ping_timeout=60.0,
         log_level=settings.log_level.lower(),
+        log_config=log_config,
         access_log=False,
         timeout_graceful_shutdown=15,
     )

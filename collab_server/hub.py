@@ -8,6 +8,7 @@ codes), ``room_key.py`` (the room's name, parsed once).
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from collections import Counter
 from dataclasses import dataclass
@@ -81,6 +82,8 @@ class Hub:
         # merge bases of rooms open when the process last stopped (see versions.py)
         shutil.rmtree(settings.state_dir / "versions", ignore_errors=True)
         self._per_user: Counter[str] = Counter()
+        # storage stats of joins in flight, by (token, resource): see _join_stat
+        self._join_stats: dict[tuple[str, ResourceId], asyncio.Future[Resource]] = {}
         self._per_address: Counter[str] = Counter()
         self.rooms = RoomRegistry(
             grace=settings.unload_grace, metrics=metrics, on_unloaded=self.heap.soon
@@ -299,7 +302,7 @@ class Hub:
                 400, CloseCode.BAD_REQUEST, f"unsupported document {key.format}:{key.type}"
             )
         try:
-            resource = await self.storage.stat(principal.token, key.resource_id)
+            resource = await self._join_stat(principal.token, key.resource_id)
         except (NotFound, InvalidArgument) as exc:
             if session_id and not await self._known_lineage(key, session_id):
                 # The hub lost this session's state (e.g. its data dir): a reload re-resolves
@@ -331,6 +334,28 @@ class Hub:
         if room.client_count >= self.settings.max_clients_per_room:
             raise HubError(429, CloseCode.TOO_MANY, "too many clients in this room")
         return room, access
+
+    async def _join_stat(self, token: str, rid: ResourceId) -> Resource:
+        """``storage.stat`` for a join; joins with the same token and resource that overlap
+        share one call (each still gets an answer from a stat made after it asked, or during).
+
+        In a reconnect storm a user's clients of a room arrive at once: one stat per client
+        went through the storage thread alongside the watcher's, and was the second cost of
+        admission after the watcher (measured, bench P2, 10,000 clients at once).
+        """
+        key = (token, rid)
+        pending = self._join_stats.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self.storage.stat(token, rid))
+            self._join_stats[key] = pending
+            pending.add_done_callback(lambda done: self._join_stat_done(key, done))
+        return await asyncio.shield(pending)
+
+    def _join_stat_done(self, key: tuple[str, ResourceId], done: asyncio.Future[Resource]) -> None:
+        if self._join_stats.get(key) is done:
+            del self._join_stats[key]
+        if not done.cancelled():
+            done.exception()  # retrieved: every waiter may have gone (its socket closed)
 
     async def serve(
         self,

@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     token: str | None = None  # local mode: the one accepted token
     lab_url: str | None = None  # where users open JupyterLab (named on the hub's own "/" page)
     auth_cache_seconds: float = Field(30.0, ge=0)
+    # Connections the kernel may queue before the hub accepts them (capped by the kernel's
+    # net.core.somaxconn). When an instance restarts all its clients reconnect at once; with
+    # uvicorn's 2,048 the queue overflowed, dropped SYNs were retried after 1, 3, 7 ... s
+    # and some clients were reset (measured, bench P2, 10,000 clients at once).
+    listen_backlog: int = Field(8192, ge=1)
 
     # documents and snapshots
     snapshot_debounce: float = Field(1.0, ge=0)

@@ -16,8 +16,11 @@
 // clients of those targets type, the others only receive. Every client applies every update it receives. Delivery latency is
 // measured for every (sender, receiver) pair inside this process: the sender notes the time
 // of each of its clocks, the receiver reads the clocks an update carries (Y.parseUpdateMeta).
-// mode "idle" (P2): steps of {rooms, clients}: open rooms (1 client each), then more clients per
-// room; every client syncs, sets its awareness and renews it every 15 s (like JupyterLab).
+// mode "idle" (P2): steps of {rooms, clients}: open rooms (1 client each, `connectConcurrency`
+// at a time, default 16), then more clients per room, `clientsConcurrency` at a time (0 = all at
+// once: a reconnect storm; default: connectConcurrency); every client syncs, sets its awareness
+// and renews it every 15 s (like JupyterLab). A phase's seconds run from its start until the
+// last client has its SyncStep2 (admitted and synced).
 // After each phase it prints {"event":"stage",...} and waits for a line on stdin.
 // mode "open" (P3/P4): for each target in turn: connect, SyncStep1, time until SyncStep2 arrives
 // (not applied: only the arrival is timed); keep it open; print, wait for a line on stdin.
@@ -365,11 +368,12 @@ async function idleMode () {
   const rooms = cfg.targets // one target per room, in order
   const steps = cfg.steps // [{rooms, clients}]
   const conc = cfg.connectConcurrency || 16
+  const clientsConc = cfg.clientsConcurrency ?? conc
   const byRoom = rooms.map(() => [])
   const all = []
   const renew = setInterval(() => all.forEach((c) => c.renewAwareness()), 15000)
   let failed = null
-  const openMany = async (jobs) => {
+  const openMany = async (jobs, concurrency) => {
     let next = 0
     const worker = async () => {
       while (next < jobs.length && !failed) {
@@ -385,20 +389,20 @@ async function idleMode () {
         }
       }
     }
-    await Promise.all(Array.from({ length: conc }, worker))
+    await Promise.all(Array.from({ length: concurrency > 0 ? concurrency : jobs.length }, worker))
   }
   for (const step of steps) {
     const t0 = performance.now()
     const jobs = []
     for (let r = 0; r < step.rooms; r++) if (byRoom[r].length === 0) jobs.push(r)
-    await openMany(jobs)
+    await openMany(jobs, conc)
     emit('stage', { phase: 'rooms', rooms: step.rooms, connections: all.length, seconds: (performance.now() - t0) / 1000, failed })
     await nextLine()
     if (failed) break
     const t1 = performance.now()
     const more = []
     for (let r = 0; r < step.rooms; r++) for (let k = byRoom[r].length; k < step.clients; k++) more.push(r)
-    await openMany(more)
+    await openMany(more, clientsConc)
     const closedEarly = all.filter((c) => c.closed).length
     emit('stage', { phase: 'clients', rooms: step.rooms, clients: step.clients, connections: all.length, closed: closedEarly, seconds: (performance.now() - t1) / 1000, failed })
     await nextLine()

@@ -13,7 +13,13 @@ import websockets
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
-from collab_server.wsprotocol import EXTENSION, FanOutWebSocketProtocol, binary_frame_header
+from collab_server.wsprotocol import (
+    EXTENSION,
+    FanOutWebSocketProtocol,
+    Flag,
+    Inbox,
+    binary_frame_header,
+)
 
 
 @pytest.mark.parametrize("length", [0, 1, 125, 126, 65535, 65536, 200_000])
@@ -133,3 +139,46 @@ async def test_backlog_counts_frames_of_a_reader_that_stopped(server: tuple[str,
         waiting, stalled = writer.backlog()
         assert waiting >= 1 and stalled >= 0.05
         writer.abort()
+
+
+async def test_inbox_hands_events_over_in_order_and_keeps_one_a_cancelled_reader_got() -> None:
+    inbox = Inbox()
+    assert inbox.empty()
+    inbox.put_nowait(1)
+    inbox.put_nowait(2)
+    assert not inbox.empty() and inbox.qsize() == 2
+    assert [await inbox.get(), await inbox.get()] == [1, 2] and inbox.empty()
+    reader = asyncio.ensure_future(inbox.get())
+    await asyncio.sleep(0)
+    inbox.put_nowait(3)  # handed to the waiting reader ...
+    reader.cancel()  # ... which is cancelled before it runs: the event is kept
+    with pytest.raises(asyncio.CancelledError):
+        await reader
+    inbox.put_nowait(4)
+    assert [await inbox.get(), await inbox.get()] == [3, 4]
+    waiting = asyncio.ensure_future(inbox.get())
+    await asyncio.sleep(0)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    inbox.put_nowait(5)  # nobody waits any more: queued, not lost
+    assert await inbox.get() == 5
+
+
+async def test_flag_wakes_every_waiter_when_set() -> None:
+    flag = Flag()
+    assert not flag.is_set()
+    waiters = [asyncio.ensure_future(flag.wait()) for _ in range(3)]
+    await asyncio.sleep(0)
+    assert not any(w.done() for w in waiters)
+    flag.set()
+    await asyncio.gather(*waiters)
+    await flag.wait()  # set: returns at once
+    flag.clear()
+    late = asyncio.ensure_future(flag.wait())
+    await asyncio.sleep(0)
+    assert not late.done()
+    late.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await late
+    flag.set()
