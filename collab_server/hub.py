@@ -337,7 +337,9 @@ class Hub:
 
     async def _join_stat(self, token: str, rid: ResourceId) -> Resource:
         """``storage.stat`` for a join; joins with the same token and resource that overlap
-        share one call (each still gets an answer from a stat made after it asked, or during).
+        share one call: a join that asks while one is in flight takes its answer (at most one
+        round trip older than its own would have been; rights are checked again by storage on
+        every write).
 
         In a reconnect storm a user's clients of a room arrive at once: one stat per client
         went through the storage thread alongside the watcher's, and was the second cost of
