@@ -14,8 +14,6 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from redis.exceptions import RedisError
-
 from collab_server.auth import Access, Authenticator, Principal, access_for
 from collab_server.clock import Clock, LoopClock
 from collab_server.connection import Connection
@@ -36,6 +34,7 @@ from collab_server.room_hooks import (
 from collab_server.room_key import RoomKey
 from collab_server.rooms import RoomRegistry
 from collab_server.scaleout.cluster import Cluster
+from collab_server.scaleout.errors import REDIS_UNAVAILABLE
 from collab_server.settings import Settings
 from collab_server.update_log import RoomStore
 from collab_server.work_copies import WorkCopies
@@ -130,7 +129,7 @@ class Hub:
         if self.cluster is not None:
             try:
                 shared = await self.cluster.claim_lineage(str(key), lineage)
-            except (RedisError, OSError) as exc:  # degraded: this instance's own lineage
+            except REDIS_UNAVAILABLE as exc:  # degraded: this instance's own lineage
                 log.warning(
                     "redis unavailable for a session", extra=kv(room=str(key), error=repr(exc))
                 )

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from pycrdt import Awareness, Doc
-from redis.exceptions import RedisError
 
 from collab_server.auth import Principal
 from collab_server.clock import Clock
@@ -27,6 +26,7 @@ from collab_server.room_hooks import RoomHooks
 from collab_server.room_key import RoomKey
 from collab_server.scaleout.broadcast import ClusterBroadcaster
 from collab_server.scaleout.cluster import Cluster
+from collab_server.scaleout.errors import REDIS_UNAVAILABLE
 from collab_server.settings import Settings
 from collab_server.storage_sync import StorageSync
 from collab_server.stored_base import StoredBase
@@ -234,7 +234,7 @@ class RoomLoader:
                 _, updates = await cluster.room_view(name)
                 if updates:
                     return updates
-        except (RedisError, OSError) as exc:  # degraded: this instance serves alone
+        except REDIS_UNAVAILABLE as exc:  # degraded: this instance serves alone
             log.warning("redis unavailable at room load", extra=kv(room=name, error=repr(exc)))
             return []
         raise LoadError("the room is being created on another instance: try again")
@@ -262,7 +262,7 @@ class RoomLoader:
         room.sync.active = False  # until this instance holds the writer lease
         try:
             attached = await cluster.attach(room)
-        except (RedisError, OSError) as exc:
+        except REDIS_UNAVAILABLE as exc:
             # Redis is away: serve alone (and write storage) until it is back.
             log.warning(
                 "redis unavailable, room not shared", extra=kv(room=room.key, error=repr(exc))

@@ -14,9 +14,9 @@ from typing import Protocol
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
-from redis.exceptions import RedisError
 
 from collab_server.logs import get_logger, kv
+from collab_server.scaleout.errors import REDIS_UNAVAILABLE
 from collab_server.scaleout.keys import as_bytes
 from collab_server.scaleout.presence import InstancePresence, publish_awareness, split_awareness
 
@@ -90,7 +90,7 @@ class AwarenessRelay:
         """A local client's awareness update; lost while Redis is down (renewed in 15 s)."""
         try:
             await publish_awareness(self._redis, channel, self.instance, payload)
-        except (RedisError, OSError) as exc:
+        except REDIS_UNAVAILABLE as exc:
             log.debug("awareness publish failed", extra=kv(error=repr(exc)))
 
     def offer(self, channel: str, payload: bytes) -> None:
@@ -118,7 +118,7 @@ class AwarenessRelay:
             while not self._stopping:
                 try:
                     await self._listen()
-                except (RedisError, OSError) as exc:
+                except REDIS_UNAVAILABLE as exc:
                     log.warning("awareness relay lost redis", extra=kv(error=repr(exc)))
                     self._pubsub = None
                     await self._sleep(0.5)
@@ -162,7 +162,7 @@ class AwarenessRelay:
             try:
                 await self.presence.beat()
                 await self._drop_dead()
-            except (RedisError, OSError) as exc:
+            except REDIS_UNAVAILABLE as exc:
                 log.debug("heartbeat failed", extra=kv(error=repr(exc)))
             await self._sleep(self._ttl_s / 3)
 

@@ -15,10 +15,10 @@ from typing import Protocol, TypeVar
 
 from prometheus_client import Counter, Gauge
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from collab_server.logs import get_logger, kv
 from collab_server.scaleout.awareness_relay import AwarenessRelay, AwarenessRoom, ChannelLink
+from collab_server.scaleout.errors import REDIS_UNAVAILABLE
 from collab_server.scaleout.keys import PRESENCE_CHANNEL, RoomKeys, as_bytes
 from collab_server.scaleout.lease import WriterLease
 from collab_server.scaleout.publisher import PersistedState, RoomStream
@@ -99,7 +99,7 @@ class Cluster:
         """The room's lineage across instances; None if none yet or Redis is away."""
         try:
             raw = await self.redis.hget(RoomKeys(cluster_id).meta, "lineage")
-        except (RedisError, OSError) as exc:
+        except REDIS_UNAVAILABLE as exc:
             log.warning("redis unavailable for lineage", extra=kv(room=cluster_id, error=repr(exc)))
             return None
         return None if raw is None else as_bytes(raw).decode()
@@ -183,7 +183,7 @@ class Cluster:
                       ("base_hash", meta.base_hash)) if v is not None}  # fmt: skip
             if fields:
                 await self.redis.hset(replica.keys.meta, mapping=fields)  # type: ignore[arg-type]
-        except (RedisError, OSError) as exc:  # the next snapshot tries again
+        except REDIS_UNAVAILABLE as exc:  # the next snapshot tries again
             log.warning(
                 "persisting state to redis failed",
                 extra=kv(room=replica.keys.room, error=repr(exc)),
@@ -208,7 +208,7 @@ class Cluster:
                     held = await lease.acquire() if room.wants_to_write() else False
                     if not held and lease.fence is not None:
                         await lease.release()  # no editor here any more: let one that has write
-                except (RedisError, OSError) as exc:
+                except REDIS_UNAVAILABLE as exc:
                     # Nobody can take the lease while Redis is away; storage's if_match fences
                     # a writer that was replaced anyway.
                     log.info("lease check failed", extra=kv(room=room.cluster_id, error=repr(exc)))
@@ -224,7 +224,7 @@ class Cluster:
                 room.stop_writing()
                 try:
                     await lease.release()
-                except (RedisError, OSError) as exc:  # it expires on its own within the TTL
+                except REDIS_UNAVAILABLE as exc:  # it expires on its own within the TTL
                     log.info(
                         "lease release failed", extra=kv(room=room.cluster_id, error=repr(exc))
                     )
@@ -232,7 +232,7 @@ class Cluster:
     async def _writer_meta(self, cluster_id: str) -> WriterMeta:
         try:
             raw = await self.redis.hgetall(RoomKeys(cluster_id).meta)
-        except (RedisError, OSError):
+        except REDIS_UNAVAILABLE:
             return WriterMeta(None, None, None)
         meta = {as_bytes(k).decode(): as_bytes(v).decode() for k, v in raw.items()}
         return WriterMeta(meta.get("lock_id"), meta.get("base_etag"), meta.get("base_hash"))
@@ -245,6 +245,6 @@ class Cluster:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         try:
             await self.relay.presence.leave()  # the others drop our cursors at once
-        except (RedisError, OSError) as exc:
+        except REDIS_UNAVAILABLE as exc:
             log.info("leaving redis failed", extra=kv(error=repr(exc)))
         await self.redis.aclose()

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from collab_server.logs import get_logger, kv
 from collab_server.scaleout.entries import BadEntry, Entry, decode
+from collab_server.scaleout.errors import REDIS_UNAVAILABLE
 from collab_server.scaleout.keys import as_bytes
 
 log = get_logger("scaleout.reader")
@@ -84,7 +84,7 @@ class StreamReader:
                     count=self._count,
                     block=self._block_ms,
                 )
-            except (RedisError, OSError) as exc:
+            except REDIS_UNAVAILABLE as exc:
                 self._health(False, exc)
                 await self._sleep(delay)
                 delay = min(delay * 2, 2.0)

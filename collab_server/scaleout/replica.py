@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from collab_server.logs import get_logger, kv
 from collab_server.scaleout.entries import Entry, EntryKind, encode
+from collab_server.scaleout.errors import REDIS_UNAVAILABLE
 from collab_server.scaleout.keys import RoomKeys
 from collab_server.scaleout.publisher import PersistedState, RoomStream
 from collab_server.scaleout.reader import StreamReader
@@ -162,7 +162,7 @@ class RoomReplica:
             batch = list(self._pending)
             try:
                 await self._xadd(batch)
-            except (RedisError, OSError) as exc:
+            except REDIS_UNAVAILABLE as exc:
                 # Kept, same sequence numbers: a retried XADD that did land is a duplicate the
                 # readers drop; one that did not is sent now.
                 self.counters.publish_failures += 1

@@ -185,3 +185,24 @@ async def test_a_replica_of_another_lineage_is_refused(redis_server: RedisProces
         )
         assert not await stale.join()
         await redis.aclose()
+
+
+async def test_a_closed_transport_during_a_reconnect_does_not_end_the_sender(
+    redis_server: RedisProcess,
+) -> None:
+    # Fault injection (named): what redis-py under uvloop raised in CI when an XADD raced a
+    # reconnect, a RuntimeError about the old, closed transport. It ended the room's sender.
+    async with instance(redis_server.url, "a") as a, instance(redis_server.url, "b") as b:
+        assert a.replica is not None
+        real_xadd = a.replica._xadd
+        failures = [RuntimeError("unable to perform operation on <TCPTransport closed=True>")]
+
+        async def closed_transport_once(batch: list[Entry]) -> None:
+            if failures:
+                raise failures.pop()
+            await real_xadd(batch)
+
+        a.replica._xadd = closed_transport_once  # type: ignore[method-assign]
+        a.type("after the reconnect")
+        await until(lambda: str(b.text) == "after the reconnect")
+        assert not failures and a.replica.counters.publish_failures == 1
