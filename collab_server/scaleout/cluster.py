@@ -45,6 +45,8 @@ class ClusterRoom(ReplicaDoc, AwarenessRoom, Protocol):
 
     def stop_writing(self) -> None: ...
 
+    def task_failed(self, exc: BaseException) -> None: ...  # fail the room: clients reload it
+
 
 def new_instance_id(name: str | None = None) -> str:
     # A new id per process start: a restarted instance's sequence numbers start at 1 again,
@@ -134,8 +136,11 @@ class Cluster:
         replica = RoomReplica(
             redis=self.redis, reader=self.reader, keys=keys, instance=self.instance,
             lineage=room.lineage, doc=room,
+            # A sender that ended unexpectedly fails the room (its clients reconnect and it
+            # reloads), rather than leave it editing on without publishing to anyone.
             start=lambda coro, name: supervised(
-                coro, task="cluster.publish", failures=self._failures, room=room.cluster_id
+                coro, task="cluster.publish", failures=self._failures, room=room.cluster_id,
+                on_failure=room.task_failed,
             ),
         )  # fmt: skip
         if not await replica.join():
