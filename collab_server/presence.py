@@ -52,7 +52,13 @@ from collab_server.awareness import Entry, encode_entries, parse_entries
 from collab_server.connection import Connection, Socket
 from collab_server.hub import Hub, HubError
 from collab_server.logs import get_logger, kv
-from collab_server.presence_remote import RENEW_S, RemoteUsers, Snapshot, decode_snapshot
+from collab_server.presence_remote import (
+    MAX_STATES,
+    RENEW_S,
+    RemoteUsers,
+    Snapshot,
+    decode_snapshot,
+)
 from collab_server.protocol import (
     AwarenessFrame,
     CloseCode,
@@ -397,9 +403,7 @@ class Presence:
         s = self._settings
         try:
             snap = decode_snapshot(
-                payload,
-                max_states=s.max_awareness_clients,
-                max_state_bytes=s.max_awareness_state_bytes,
+                payload, max_states=MAX_STATES, max_state_bytes=s.max_awareness_state_bytes
             )
             public = {client: _public(state) for client, (_, state) in snap.states.items()}
         except (ValueError, ProtocolError) as exc:

@@ -18,6 +18,7 @@ RENEW_S = 10.0
 EXPIRE_S = 30.0
 MAX_ROOMS = 10_000  # rooms named in one snapshot (a user with more is cut, not refused)
 MAX_SNAPSHOT_BYTES = 4 << 20
+MAX_STATES = 1024  # one user's states on one instance (tabs x ids); more are left out
 
 
 @dataclass(slots=True)
@@ -43,8 +44,16 @@ class Snapshot:
         return not self.rooms and not self.states
 
     def encode(self) -> bytes:
+        """The wire form, within what ``decode_snapshot`` accepts: states beyond the bounds
+        are left out (shown again by the next snapshot that fits), never the whole user."""
         rooms = sorted(self.rooms)[:MAX_ROOMS]
-        states = [[c, clock, s] for c, (clock, s) in sorted(self.states.items())]
+        budget = MAX_SNAPSHOT_BYTES // 2 - sum(len(r) + 4 for r in rooms)  # JSON escapes
+        states = []
+        for client, (clock, state) in sorted(self.states.items())[:MAX_STATES]:
+            budget -= 2 * len(state.encode()) + 48
+            if budget < 0:
+                break
+            states.append([client, clock, state])
         return json.dumps({"i": self.instance, "u": self.user, "r": rooms, "s": states}).encode()
 
 

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from collab_server.presence_remote import (
     EXPIRE_S,
+    MAX_STATES,
     RemoteUsers,
     Snapshot,
     decode_snapshot,
@@ -87,3 +88,11 @@ def test_an_empty_snapshot_and_a_dead_instance_remove_the_user() -> None:
     users.drop_clients([7])
     assert users.drop_clients([1]) and len(users) == 0
     assert not users.drop_clients([1])
+
+
+def test_a_user_with_more_states_than_fit_is_cut_not_refused() -> None:
+    big = json.dumps({"user": {"name": "é" * 5_000}})  # escaped to \\u00e9 on the wire
+    states = {i: (1, big) for i in range(2_000)}
+    data = _snap("a", "marie", {"r1"}, states).encode()
+    snap = decode_snapshot(data, max_states=MAX_STATES, max_state_bytes=64 << 10)
+    assert 0 < len(snap.states) < 2_000 and snap.rooms == {"r1"}
