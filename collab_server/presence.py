@@ -411,8 +411,12 @@ class Presence:
             return []
         if snap.instance == self._instance:
             return []
+        rooms_before = self._remote.rooms_of(snap.instance, snap.user)
         self._remote.apply(snap, public, self._now())
-        self._refresh()
+        if self._remote.rooms_of(snap.instance, snap.user) != rooms_before:
+            # Who may see whom changed; a renewal or a new state (most messages) leaves it as
+            # it was, and walking every room of the hub per message is not needed for those.
+            self._refresh()
         for viewer in list(self._members):
             self._reconcile(viewer)
         self._ensure_ticker()  # renewals and our side of the rooms, for them

@@ -107,6 +107,10 @@ class RemoteUsers:
         """Every client id held from ``instance`` (all its users)."""
         return [c for c, (i, _) in self._owner.items() if i == instance]
 
+    def rooms_of(self, instance: str, user: str) -> frozenset[str]:
+        held = self._users.get((instance, user))
+        return held.rooms if held is not None else frozenset()
+
     def owns(self, client: int) -> bool:
         return client in self._owner
 
