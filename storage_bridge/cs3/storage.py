@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import posixpath
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from cs3.gateway.v1beta1 import gateway_api_pb2 as gw_pb
 from cs3.sharing.collaboration.v1beta1 import collaboration_api_pb2 as coll_pb
@@ -52,6 +53,9 @@ _TOKEN_REFUSALS = (
     CODE_NOT_FOUND,
     CODE_INVALID_ARGUMENT,
 )
+
+
+T = TypeVar("T")
 
 
 class CS3Storage:
@@ -293,6 +297,11 @@ class CS3Storage:
         """A checked gateway call as ``token`` (for helpers outside the Storage protocol)."""
         await self.whoami(token)
         return await self._gw.checked(method, request, token, idempotent=idempotent)
+
+    async def retrying(self, what: str, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Run an idempotent ``attempt`` (a read outside this class, e.g. cs3fs's ranged GETs),
+        retried on ``Unavailable`` with this storage's backoff."""
+        return await self._gw.retrying(what, attempt)
 
     async def resource_info(self, token: str, ref: Ref) -> Any:
         """The raw CS3 ResourceInfo (what CreateShare wants)."""

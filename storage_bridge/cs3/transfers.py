@@ -14,7 +14,7 @@ from cs3.types.v1beta1 import types_pb2
 
 from storage_bridge.cs3.channel import Gateway
 from storage_bridge.cs3.conversions import normpath, to_reference
-from storage_bridge.cs3.errors import Op, http_error
+from storage_bridge.cs3.errors import Op, download_error, http_error
 from storage_bridge.errors import (
     InvalidArgument,
     Locked,
@@ -55,7 +55,7 @@ async def download(gw: Gateway, token: str, ref: Ref) -> tuple[bytes, str]:
         except httpx.TransportError as exc:
             raise Unavailable(f"GET download: {exc!r}") from exc
         if r.status_code != 200:
-            raise http_error(r.status_code, r.text, call="GET download")
+            raise download_error(r.status_code, r.text)
         etag = r.headers.get("etag") or r.headers.get("oc-etag")
         if not etag:
             etag = (await gw.stat_info(token, ref)).etag

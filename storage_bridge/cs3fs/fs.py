@@ -217,7 +217,8 @@ class CS3FileSystem(AsyncFileSystem):  # type: ignore[misc]  # fsspec is untyped
             self._remember(ap, etag)
             return data, fresh
 
-        return await self._call(path, attempt)
+        # a read racing a write of the same file is refused now and then (download_error)
+        return await self._call(path, lambda t: self.storage.retrying("read", lambda: attempt(t)))
 
     async def _cat_file(
         self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any
@@ -248,7 +249,7 @@ class CS3FileSystem(AsyncFileSystem):  # type: ignore[misc]  # fsspec is untyped
                 await asyncio.to_thread(out.truncate)
                 return await self.downloads.stream(await initiate(self.storage, token, ap), write)
 
-            await self._call(rpath, attempt)
+            await self._call(rpath, lambda t: self.storage.retrying("get", lambda: attempt(t)))
         finally:
             await asyncio.to_thread(out.close)
 

@@ -22,7 +22,7 @@ import httpx
 from cs3.storage.provider.v1beta1 import provider_api_pb2 as sp_pb
 
 from storage_bridge.cs3 import CS3Storage, to_reference
-from storage_bridge.cs3.errors import http_error
+from storage_bridge.cs3.errors import download_error
 from storage_bridge.cs3.transfers import download_endpoint
 from storage_bridge.errors import Unavailable
 
@@ -98,7 +98,7 @@ class Downloads:
                     body = (await r.aread()).decode(errors="replace")
                     if r.status_code == 416:  # the range starts at or after the end
                         return b"", etag
-                    raise http_error(r.status_code, body, call="GET download")
+                    raise download_error(r.status_code, body)
                 async for chunk in r.aiter_bytes():
                     chunks.append(chunk)
         except httpx.TransportError as exc:
@@ -116,7 +116,7 @@ class Downloads:
             async with self.client().stream("GET", ep.url, headers=ep.headers) as r:
                 if r.status_code != 200:
                     body = (await r.aread()).decode(errors="replace")
-                    raise http_error(r.status_code, body, call="GET download")
+                    raise download_error(r.status_code, body)
                 async for chunk in r.aiter_bytes(STREAM_CHUNK):
                     await write(chunk)
                     total += len(chunk)

@@ -11,7 +11,7 @@ import pytest
 from cs3.rpc.v1beta1 import code_pb2
 
 from storage_bridge.cs3 import errors as cs3_errors
-from storage_bridge.cs3.errors import Op, http_error, rpc_error, status_error
+from storage_bridge.cs3.errors import Op, download_error, http_error, rpc_error, status_error
 from storage_bridge.errors import (
     AlreadyExists,
     InvalidArgument,
@@ -177,4 +177,22 @@ def test_http_mapping(status: int, if_match: bool, expected: type[StorageError])
     err = http_error(status, " body text ", call="PUT upload", if_match=if_match)
     assert type(err) is expected
     assert f"HTTP {status}" in err.message
+    assert "body text" in err.message
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        (500, Unavailable),
+        (503, Unavailable),
+        (404, NotFound),
+        (403, PermissionDenied),
+        (501, StorageError),
+    ],
+)
+def test_download_mapping(status: int, expected: type[StorageError]) -> None:
+    # a GET's 500 is worth another try (reva: a read racing a write); an upload's 500 is not
+    err = download_error(status, " body text ")
+    assert type(err) is expected
+    assert "GET download" in err.message and f"HTTP {status}" in err.message
     assert "body text" in err.message
