@@ -88,12 +88,29 @@ class Hub:
             grace=settings.unload_grace, metrics=metrics, on_unloaded=self.heap.soon
         )
         parts = RoomParts(
-            update_log, storage, settings, metrics, self, clock or LoopClock(), cluster
+            update_log,
+            storage,
+            settings,
+            metrics,
+            self,
+            clock or LoopClock(),
+            cluster,
+            watch_interval=self.watch_interval,
         )
         self._loader = RoomLoader(parts, self.heap)
         self._copies = WorkCopies(
             storage=storage, meta=update_log, rooms=self.rooms, acquire=self._acquire_editing
         )
+
+    def watch_interval(self) -> float:
+        """Seconds between one room's storage polls: ``watch_interval``, or longer when the
+        open rooms would poll more than ``watch_budget`` times a second together (never
+        longer than ``lock_refresh``, so a held lock is refreshed at least that often)."""
+        s = self.settings
+        if not s.watch_budget:
+            return s.watch_interval
+        spread = len(self.rooms) / s.watch_budget
+        return max(s.watch_interval, min(spread, s.lock_refresh))
 
     async def authenticate(self, token: str | None) -> Principal:
         try:

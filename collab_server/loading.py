@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +67,8 @@ class RoomParts:
     hooks: RoomHooks
     clock: Clock
     cluster: Cluster | None = None  # scale-out over Redis (ARCHITECTURE §10)
+    # seconds between a room's watcher polls, asked before each (None: settings.watch_interval)
+    watch_interval: Callable[[], float] | None = None
 
 
 def build_room(
@@ -110,6 +113,7 @@ def build_room(
             settings=parts.settings,
             metrics=parts.metrics,
             clock=parts.clock,
+            watch_interval=parts.watch_interval,
         )
 
     return Room(

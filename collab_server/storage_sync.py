@@ -9,7 +9,7 @@ of its room (tokens, the doc's content, a barrier on the log, the state map) is 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -105,6 +105,7 @@ class StorageSync:
         settings: Settings,
         metrics: HubMetrics,
         clock: Clock,
+        watch_interval: Callable[[], float] | None = None,
     ) -> None:
         self._room = room
         self._storage = storage
@@ -113,6 +114,7 @@ class StorageSync:
         self.lock = lock
         self._settings = settings
         self._clock = clock
+        self._watch_interval = watch_interval or (lambda: settings.watch_interval)
         self.conflict_copies: list[str | None] = []  # storage paths (None: kept by the hub)
         self._maintainer: asyncio.Task[None] | None = None
         self._closing = False
@@ -206,9 +208,8 @@ class StorageSync:
         self._maintainer = self._room.supervise(self._maintain(), "room.watcher")
 
     async def _maintain(self) -> None:
-        interval = self._settings.watch_interval
         while not self._closing:
-            await self._clock.sleep(interval)
+            await self._clock.sleep(self._watch_interval())
             if not self.active:
                 continue  # another instance holds the writer lease (§10)
             try:

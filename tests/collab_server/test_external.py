@@ -117,6 +117,44 @@ async def test_lock_refreshed_across_expiry_periods(tmp_path: Path) -> None:
         client.leave()
 
 
+async def test_many_open_rooms_poll_storage_within_the_watch_budget(tmp_path: Path) -> None:
+    """4 open rooms, a budget of 2 stats/s: each room polls every 2 s, not every 0.5 s; an
+    external write is merged on the next (later) poll; never slower than lock_refresh."""
+    clock = ManualClock()
+    root = tmp_path / "root"
+    settings = {"watch_interval": 0.5, "watch_budget": 2.0, "lock_refresh": 3.0}
+    async with running(root, tmp_path / "data", clock=clock, **settings) as hub:
+        root.mkdir()
+        clients = []
+        for i in range(4):
+            write_notebook(root / f"nb{i}.ipynb", notebook(f"a{i}"))
+            clients.append(await hub.connect(await hub.session(f"nb{i}.ipynb")))
+            await clients[-1].wait_synced()
+        assert hub.hub.watch_interval() == 2.0
+        await clock.advance(2.1)  # every room has begun a 2 s wait
+        polls = 0
+        real_stat = hub.hub.storage.stat
+
+        async def counted(*args: object, **kwargs: object) -> object:
+            nonlocal polls
+            polls += 1
+            return await real_stat(*args, **kwargs)  # type: ignore[arg-type]
+
+        hub.hub.storage.stat = counted  # type: ignore[method-assign]
+        await clock.advance(4.0, step=0.1)
+        assert 6 <= polls <= 10  # 2 s apart for each of 4 rooms (not 32 at 0.5 s)
+        nb = json.loads((root / "nb0.ipynb").read_text())
+        nb["cells"].append({"cell_type": "markdown", "id": "ext", "metadata": {}, "source": "x"})
+        (root / "nb0.ipynb").write_text(json.dumps(nb))
+        await clock.advance(2.1, step=0.1)
+        await clients[0].wait_for(lambda: clients[0].sources()[-1:] == ["x"])
+        # a budget that would space the polls beyond lock_refresh stops at it
+        hub.hub.settings.watch_budget = 0.1
+        assert hub.hub.watch_interval() == 3.0
+        for client in clients:
+            client.leave()
+
+
 async def test_lock_expires_after_kill9(fast_hub: HubProcess, local: LocalStorage) -> None:
     write_notebook(fast_hub.root / "nb.ipynb", notebook("a"))
     client = await YClient(fast_hub.room_url(fast_hub.open("nb.ipynb"))).connect()
