@@ -104,13 +104,16 @@ class Hub:
 
     def watch_interval(self) -> float:
         """Seconds between one room's storage polls: ``watch_interval``, or longer when the
-        open rooms would poll more than ``watch_budget`` times a second together (never
-        longer than ``lock_refresh``, so a held lock is refreshed at least that often)."""
+        open rooms would poll more than ``watch_budget`` times a second together. A held lock
+        is refreshed on the first poll after ``lock_refresh``, so polls stay short enough for
+        that to come before ``lock_expiry`` with a margin: at most ``lock_refresh`` and half
+        of ``lock_expiry - lock_refresh`` (40 s with the defaults)."""
         s = self.settings
         if not s.watch_budget:
             return s.watch_interval
         spread = len(self.rooms) / s.watch_budget
-        return max(s.watch_interval, min(spread, s.lock_refresh))
+        longest = min(s.lock_refresh, (s.lock_expiry - s.lock_refresh) / 2)
+        return max(s.watch_interval, min(spread, longest))
 
     async def authenticate(self, token: str | None) -> Principal:
         try:

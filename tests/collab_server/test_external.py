@@ -148,9 +148,12 @@ async def test_many_open_rooms_poll_storage_within_the_watch_budget(tmp_path: Pa
         (root / "nb0.ipynb").write_text(json.dumps(nb))
         await clock.advance(2.1, step=0.1)
         await clients[0].wait_for(lambda: clients[0].sources()[-1:] == ["x"])
-        # a budget that would space the polls beyond lock_refresh stops at it
+        # a budget that would space the polls beyond lock_refresh stops at it, and short of
+        # the lock's expiry: half of what is left of it after a refresh is due
         hub.hub.settings.watch_budget = 0.1
         assert hub.hub.watch_interval() == 3.0
+        hub.hub.settings.lock_expiry = 5.0
+        assert hub.hub.watch_interval() == 1.0
         for client in clients:
             client.leave()
 
