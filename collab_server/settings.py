@@ -58,9 +58,10 @@ class Settings(BaseSettings):
     watch_interval: float = Field(1.5, gt=0)  # poll Stat of open rooms for foreign writes
     # Stats per second for the watchers of all open rooms together (0: no bound). With more
     # rooms than watch_budget * watch_interval each polls less often (Hub.watch_interval:
-    # never so seldom that a due lock refresh would come after the lock's expiry): 1,000 rooms polled every 1.5 s were 667 stats/s against the storage (a
-    # reva gateway; here the local backend's one thread), ~12 % of a 10,000-client reconnect
-    # storm's admission time (bench P2, watcher off vs on).
+    # never so seldom that a due lock refresh would come after the lock's expiry). 1,000
+    # rooms polled every 1.5 s were 667 stats/s against the storage (a reva gateway; here
+    # the local backend's one thread), ~12 % of a 10,000-client reconnect storm's admission
+    # time (bench P2, watcher off vs on).
     watch_budget: float = Field(250.0, ge=0)
 
     # limits
