@@ -191,6 +191,5 @@ def download_error(status: int, body: str) -> StorageError:
     ...: no such file or directory") to a read racing a write of the same file, which swaps the
     node's blob between the read's metadata lookup and its open: ~5 % of reads during back-to-back
     writes (tests/storage_bridge/test_cs3.py, reads racing writes). A GET is idempotent."""
-    if status == 500:
-        return Unavailable(_text("GET download", f"HTTP {status}", body.strip()[:500]))
-    return http_error(status, body, call="GET download")
+    error = http_error(status, body, call="GET download")
+    return Unavailable(error.message) if status == 500 else error
